@@ -1,0 +1,60 @@
+"""Named configurations: the release, the paper's family, video, and small ones for tests.
+
+Parameter counts in the README come from `ptdit-export presets`, which builds each model on
+the meta device and counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ptdit_export.model.config import PTDiTConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    config: PTDiTConfig
+    about: str
+
+
+def _family(heads: int, head_dim: int, layers: int, **kw) -> PTDiTConfig:
+    d = heads * head_dim
+    return PTDiTConfig(num_heads=heads, head_dim=head_dim, num_layers=layers, cross_attention_dim=d, **kw)
+
+
+RELEASED = PTDiTConfig()  # Qihoo-T2X 1.1B text-to-image, as released
+
+PRESETS: dict[str, Preset] = {
+    "qihoo-t2x-1.1b": Preset(RELEASED, "released Qihoo-T2X text-to-image (= PT-DiT/XL), 1024 px"),
+    "pt-dit-s": Preset(_family(6, 64, 12), "paper family, small"),
+    "pt-dit-b": Preset(_family(12, 64, 12), "paper family, base"),
+    "pt-dit-l": Preset(_family(16, 64, 24), "paper family, large"),
+    "pt-dit-xl": Preset(RELEASED, "paper family, XL (the released width and depth)"),
+    "pt-dit-h": Preset(_family(16, 88, 30), "paper family, huge (paper: 1.8B)"),
+    "pt-dit-xl-video": Preset(
+        RELEASED.replace(compress_ratios=(4, 8, 8), proxy_compress_ratios=(4, 8, 8), frame=16),
+        "PT-DiT/XL for video, temporal window 4",
+    ),
+    "small": Preset(
+        _family(6, 64, 6, caption_channels=256, compress_ratios=(1, 4, 4), proxy_compress_ratios=(1, 4, 4)),
+        "benchmarks: 6 layers, hidden 384, 512 px windows",
+    ),
+    "tiny": Preset(
+        _family(
+            2, 16, 2, caption_channels=64, sample_size=16,
+            compress_ratios=(1, 4, 4), proxy_compress_ratios=(1, 2, 2),
+        ),
+        "tests and quick checks: 2 layers, hidden 32, proxy window smaller than the window",
+    ),
+    "tiny-video": Preset(
+        _family(
+            2, 16, 2, caption_channels=64, sample_size=16,
+            compress_ratios=(2, 2, 2), proxy_compress_ratios=(2, 2, 2),
+        ),
+        "tests: tiny with a temporal window of 2",
+    ),
+}
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
