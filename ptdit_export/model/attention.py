@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from ptdit_export.model.linear import Linear
+
 # The five attentions of a PT-DiT block.
 KINDS = ("proxy", "proxy_cross", "window", "shifted_window", "text")
 
@@ -64,12 +66,12 @@ def sdpa_attention(q, k, v, heads, bias=None, kind="window"):
 
 @register_backend("math")
 def math_attention(q, k, v, heads, bias=None, kind="window"):
-    """softmax(q k^T / sqrt(dh) + bias) v written out; exports to MatMul/Softmax/MatMul."""
+    """softmax(q k^T / sqrt(dh) + bias) v written out, softmax in fp32; exports to plain ONNX ops."""
     q, k, v = _split_heads(q, heads), _split_heads(k, heads), _split_heads(v, heads)
-    scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * (1.0 / math.sqrt(q.shape[-1]))
     if bias is not None:
         scores = scores + bias
-    return _merge_heads(torch.matmul(scores.softmax(dim=-1), v))
+    return _merge_heads(torch.matmul(scores.softmax(dim=-1).to(v.dtype), v))
 
 
 def attend(
@@ -94,14 +96,16 @@ class Attention(nn.Module):
             raise ValueError(f"attention kind {kind!r} is not one of {KINDS}")
         inner = heads * head_dim
         self.heads, self.kind = heads, kind
-        self.to_q = nn.Linear(dim, inner, bias=bias)
-        self.to_k = nn.Linear(dim, inner, bias=bias)
-        self.to_v = nn.Linear(dim, inner, bias=bias)
-        self.to_out = nn.ModuleList([nn.Linear(inner, dim), nn.Dropout(0.0)])
+        self.to_q = Linear(dim, inner, bias=bias)
+        self.to_k = Linear(dim, inner, bias=bias)
+        self.to_v = Linear(dim, inner, bias=bias)
+        self.to_out = nn.ModuleList([Linear(inner, dim), nn.Dropout(0.0)])
 
     def forward(
         self, x: torch.Tensor, context: torch.Tensor | None = None, bias: torch.Tensor | None = None
     ) -> torch.Tensor:
-        ctx = x if context is None else context
+        dtype = self.to_q.weight.dtype
+        x = x.to(dtype)
+        ctx = x if context is None else context.to(dtype)
         out = attend(self.to_q(x), self.to_k(ctx), self.to_v(ctx), self.heads, bias, self.kind)
         return self.to_out[0](out)

@@ -8,6 +8,7 @@ from torch import nn
 from ptdit_export.model import layout
 from ptdit_export.model.attention import Attention
 from ptdit_export.model.config import PTDiTConfig
+from ptdit_export.model.linear import Linear
 
 
 class FeedForward(nn.Module):
@@ -17,17 +18,17 @@ class FeedForward(nn.Module):
         super().__init__()
         inner = 4 * dim
         act = _Activation(dim, inner, activation)
-        self.net = nn.ModuleList([act, nn.Dropout(0.0), nn.Linear(inner, dim)])
+        self.net = nn.ModuleList([act, nn.Dropout(0.0), Linear(inner, dim)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net[2](self.net[0](x))
+        return self.net[2](self.net[0](x.to(self.net[2].weight.dtype)))
 
 
 class _Activation(nn.Module):
     def __init__(self, dim: int, inner: int, kind: str):
         super().__init__()
         self.kind = kind
-        self.proj = nn.Linear(dim, 2 * inner if kind == "geglu" else inner)
+        self.proj = Linear(dim, 2 * inner if kind == "geglu" else inner)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.proj(x)
@@ -57,12 +58,12 @@ class PTDiTBlock(nn.Module):
         self.proxy_norm1, self.proxy_attn1 = _norm(cfg), Attention(d, heads, hd, bias, "proxy")
         self.norm_before, self.proxy_cross_norm = _norm(cfg), _norm(cfg)
         self.pvisual_attn2 = Attention(d, heads, hd, bias, "proxy_cross")
-        self.linear_1_visual = nn.Linear(d, d)
+        self.linear_1_visual = Linear(d, d)
         self.norm1, self.attn1 = _norm(cfg), Attention(d, heads, hd, bias, "window")
         if self.shift_window:
             self.shift_window_norm = _norm(cfg)
             self.attn3 = Attention(d, heads, hd, bias, "shifted_window")
-            self.linear_2 = nn.Linear(d, d)
+            self.linear_2 = Linear(d, d)
             self.proxy_scale_shift_table = nn.Parameter(torch.randn(3, d) / d**0.5)
         self.attn2 = Attention(d, heads, hd, bias, "text")
         self.norm2, self.ff = _norm(cfg), FeedForward(d, cfg.activation_fn)

@@ -141,9 +141,7 @@ def find_files(path: Path) -> tuple[Path | None, Path]:
         if weights is None:
             found = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.pt*"))
             if len(found) != 1:
-                raise CheckpointError(
-                    f"no weights in {path}: expected one of {', '.join(WEIGHT_NAMES)}"
-                )
+                raise CheckpointError(f"no weights in {path}: expected one of {', '.join(WEIGHT_NAMES)}")
             weights = found[0]
     else:
         raise CheckpointError(f"{path} does not exist")

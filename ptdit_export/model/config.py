@@ -92,9 +92,7 @@ class PTDiTConfig:
     # ---------------------------------------------------------- construction
     def __post_init__(self) -> None:
         object.__setattr__(self, "compress_ratios", tuple(int(v) for v in self.compress_ratios))
-        object.__setattr__(
-            self, "proxy_compress_ratios", tuple(int(v) for v in self.proxy_compress_ratios)
-        )
+        object.__setattr__(self, "proxy_compress_ratios", tuple(int(v) for v in self.proxy_compress_ratios))
         self.validate()
 
     def validate(self) -> None:
@@ -183,9 +181,7 @@ class PTDiTConfig:
         if path.is_dir():
             path = path / "config.json"
         if not path.is_file():
-            raise ValueError(
-                f"{text!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON config file"
-            )
+            raise ValueError(f"{text!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON config file")
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:
@@ -222,9 +218,7 @@ class PTDiTConfig:
                     f" (nearest valid: {lo or p * win} or {lo + p * win})"
                 )
         if problems:
-            raise ValueError(
-                "latent grid does not fit the attention windows: " + "; ".join(problems)
-            )
+            raise ValueError("latent grid does not fit the attention windows: " + "; ".join(problems))
 
 
 def window_schedule(resolution: int, frames: int = 1) -> tuple[int, int, int]:

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from ptdit_export.model.linear import Linear
+
 TIMESTEP_CHANNELS = 256
 
 
@@ -14,9 +16,7 @@ def timestep_features(t: torch.Tensor, channels: int = TIMESTEP_CHANNELS) -> tor
     """Sinusoidal features [B] -> [B, channels] in fp32: [cos(t*f_k), sin(t*f_k)],
     f_k = 10000^(-k/half), k = 0..half-1 (cos first, no frequency shift)."""
     half = channels // 2
-    freqs = torch.exp(
-        -math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half
-    )
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     args = t.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
@@ -26,8 +26,8 @@ class TimestepMLP(nn.Module):
 
     def __init__(self, in_dim: int, dim: int):
         super().__init__()
-        self.linear_1 = nn.Linear(in_dim, dim)
-        self.linear_2 = nn.Linear(dim, dim)
+        self.linear_1 = Linear(in_dim, dim)
+        self.linear_2 = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear_2(nn.functional.silu(self.linear_1(x)))
@@ -65,7 +65,7 @@ class AdaLNSingle(nn.Module):
     def __init__(self, dim: int, additional_conditions: bool = False):
         super().__init__()
         self.emb = ConditionEmbedding(dim, additional_conditions)
-        self.linear = nn.Linear(dim, 6 * dim)
+        self.linear = Linear(dim, 6 * dim)
 
     def forward(self, timestep, dtype, **cond) -> tuple[torch.Tensor, torch.Tensor]:
         embedded = self.emb(timestep, dtype, **cond)  # (B, D)
@@ -77,8 +77,8 @@ class CaptionProjection(nn.Module):
 
     def __init__(self, in_dim: int, dim: int):
         super().__init__()
-        self.linear_1 = nn.Linear(in_dim, dim)
-        self.linear_2 = nn.Linear(dim, dim)
+        self.linear_1 = Linear(in_dim, dim)
+        self.linear_2 = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear_2(nn.functional.gelu(self.linear_1(x), approximate="tanh"))
@@ -102,12 +102,10 @@ def position_embedding_3d(
     (column, row) on square grids, and not the true position on non-square ones.
     """
     spatial, temporal = 3 * dim // 4, dim // 4
-    k = torch.arange(height * width, device=device)
-    # positions are divided in fp32 first, as the release's numpy code does
-    a = (k % height).to(torch.float32) / torch.tensor(scale, dtype=torch.float32)
-    b = torch.div(k, height, rounding_mode="floor").to(torch.float32) / torch.tensor(
-        scale, dtype=torch.float32
-    )
+    # k = i*h + j (i < w, j < h) is coded (j, i): lay the positions out as a [w, h] grid
+    scale_t = torch.tensor(scale, dtype=torch.float32)
+    a = (torch.arange(height, device=device)[None, :].expand(width, height).float() / scale_t).reshape(-1)
+    b = (torch.arange(width, device=device)[:, None].expand(width, height).float() / scale_t).reshape(-1)
     code_2d = torch.cat([sincos_1d(spatial // 2, a), sincos_1d(spatial // 2, b)], dim=1)
     code_t = sincos_1d(temporal, torch.arange(frames, device=device).to(torch.float32))
     return torch.cat(
@@ -134,16 +132,16 @@ class PatchEmbed(nn.Module):
         # adds a rounded code; every other grid gets a fresh fp32 code.
         self.native_grid = tuple(native_grid)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, C, F, H, W] -> [B, F, h, w, D] in the model dtype."""
+    def forward(self, x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """[B, C, F, H, W] -> [B, F, h, w, D] in `out_dtype` (default: the weights' dtype)."""
         b, c, f, hh, ww = x.shape
         x = x.permute(0, 2, 1, 3, 4).reshape(b * f, c, hh, ww)
         x = self.proj(x)  # (B F, D, h, w)
         d, h, w = x.shape[1:]
         dtype = self.proj.weight.dtype
         pos = position_embedding_3d(d, f, h, w, self.interpolation_scale, x.device).float()
-        if (f, h, w) == self.native_grid:
+        if (f, h, w) == self.native_grid and not torch.compiler.is_compiling():
             pos = pos.to(dtype).float()  # (F, hw, D)
         x = x.flatten(2).transpose(1, 2).reshape(b, f, h * w, d)
-        x = (x.float() + pos).to(dtype)
+        x = (x.float() + pos).to(out_dtype or dtype)
         return x.reshape(b, f, h, w, d)

@@ -13,6 +13,7 @@ from ptdit_export.model import layout
 from ptdit_export.model.block import PTDiTBlock
 from ptdit_export.model.config import PTDiTConfig
 from ptdit_export.model.embeddings import AdaLNSingle, CaptionProjection, PatchEmbed
+from ptdit_export.model.linear import Linear
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,14 @@ class PTDiT(nn.Module):
         native = (cfg.frame, cfg.sample_size // cfg.patch_size, cfg.sample_size // cfg.patch_size)
         self.pos_embed = PatchEmbed(cfg.in_channels, d, cfg.patch_size, cfg.interpolation_scale, native)
         self.adaln_single = AdaLNSingle(d, cfg.use_additional_conditions)
-        self.caption_projection = (
-            CaptionProjection(cfg.caption_channels, d) if cfg.caption_channels else None
-        )
+        self.caption_projection = CaptionProjection(cfg.caption_channels, d) if cfg.caption_channels else None
         self.transformer_blocks = nn.ModuleList(PTDiTBlock(cfg) for _ in range(cfg.num_layers))
         self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.scale_shift_table = nn.Parameter(torch.randn(2, d) / d**0.5)
-        self.proj_out = nn.Linear(d, cfg.patch_size**2 * cfg.out_channels)
+        self.proj_out = Linear(d, cfg.patch_size**2 * cfg.out_channels)
+        # None: everything in the weights' dtype (the release). The exporter sets fp32 here for
+        # fp16/bf16 graphs so norms, modulation, gates and the residual stream stay in fp32.
+        self.residual_dtype: torch.dtype | None = None
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -84,7 +86,7 @@ class PTDiT(nn.Module):
         grid = (f, hh // p, ww // p)  # tokens (F, h, w)
 
         # 1. Input: patches + positions, windows, timestep and caption embeddings
-        x = self.pos_embed(hidden_states.to(dtype))  # (B, F, h, w, D)
+        x = self.pos_embed(hidden_states.to(dtype), self.residual_dtype)  # (B, F, h, w, D)
         x = layout.grid_to_windows(x, cfg.window)  # (B nW, N, D)
         t6, t_emb = self.adaln_single(timestep.to(dtype), dtype, **(added_cond_kwargs or {}))
         text = encoder_hidden_states.to(dtype)

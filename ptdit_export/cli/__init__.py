@@ -1,0 +1,28 @@
+"""`ptdit-export`: thin click commands over the library. Each command lives in its own module."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from ptdit_export import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ptdit-export")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def main(verbose: int) -> None:
+    """PT-DiT deployment: model -> ONNX -> engine -> runtime."""
+    level = logging.WARNING - 10 * min(verbose + 1, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _register() -> None:
+    from ptdit_export.cli import model_cmds
+
+    for command in model_cmds.COMMANDS:
+        main.add_command(command)
+
+
+_register()

@@ -1,0 +1,1 @@
+"""Export: PyTorch components -> ONNX folders (Optimum layout) that every engine consumes."""
