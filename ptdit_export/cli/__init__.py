@@ -19,10 +19,11 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from ptdit_export.cli import model_cmds
+    from ptdit_export.cli import export_cmd, flops_cmd, model_cmds
 
-    for command in model_cmds.COMMANDS:
-        main.add_command(command)
+    for module in (model_cmds, flops_cmd, export_cmd):
+        for command in module.COMMANDS:
+            main.add_command(command)
 
 
 _register()

@@ -1,9 +1,10 @@
-"""The one attention seam: every attention in PT-DiT calls `attend`.
+"""The one attention seam: every attention in PT-DiT calls `attend`, proxies come from `pool`.
 
-Backends are plain functions registered by name; `use_backend` swaps one in for a block of
-code (fused kernels, exported custom ONNX nodes) without touching the model. Each call also
-says which of PT-DiT's five attentions it is (`kind`), so a backend can treat window
-attention differently from the global ones.
+A backend is registered by name and `use_backend` swaps one in for a block of code (fused
+kernels, exported custom ONNX nodes) without touching the model. Each call says which of
+PT-DiT's five attentions it is (`kind`) and, for the window kinds, the token grid and window
+(`geometry`). A backend that `fuses_shift` receives shifted-window q/k/v unshifted and does
+the roll, region mask and roll back itself; otherwise the block rolls and passes the mask.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -20,17 +22,30 @@ from ptdit_export.model.linear import Linear
 # The five attentions of a PT-DiT block.
 KINDS = ("proxy", "proxy_cross", "window", "shifted_window", "text")
 
-Backend = Callable[..., torch.Tensor]
+
+@dataclass(frozen=True)
+class Backend:
+    attend: Callable[..., torch.Tensor]  # (q, k, v, heads, bias, kind, geometry) -> out
+    pool: Callable[..., torch.Tensor] | None = None  # (x, window, groups) -> proxies
+    fuses_shift: bool = False  # shifted_window gets unshifted q/k/v and rolls itself
+
+
 _BACKENDS: dict[str, Backend] = {}
 _active = ["sdpa"]
 
 
-def register_backend(name: str) -> Callable[[Backend], Backend]:
-    def wrap(fn: Backend) -> Backend:
-        _BACKENDS[name] = fn
+def register_backend(name: str, **options) -> Callable:
+    """Decorator: register an attention function (plus Backend options) under `name`."""
+
+    def wrap(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        _BACKENDS[name] = Backend(fn, **options)
         return fn
 
     return wrap
+
+
+def active() -> Backend:
+    return _BACKENDS[_active[-1]]
 
 
 @contextlib.contextmanager
@@ -56,7 +71,7 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 
 @register_backend("sdpa")
-def sdpa_attention(q, k, v, heads, bias=None, kind="window"):
+def sdpa_attention(q, k, v, heads, bias=None, kind="window", geometry=None):
     """torch's scaled_dot_product_attention, as the release's default processor uses."""
     out = torch.nn.functional.scaled_dot_product_attention(
         _split_heads(q, heads), _split_heads(k, heads), _split_heads(v, heads), attn_mask=bias
@@ -65,7 +80,7 @@ def sdpa_attention(q, k, v, heads, bias=None, kind="window"):
 
 
 @register_backend("math")
-def math_attention(q, k, v, heads, bias=None, kind="window"):
+def math_attention(q, k, v, heads, bias=None, kind="window", geometry=None):
     """softmax(q k^T / sqrt(dh) + bias) v written out, softmax in fp32; exports to plain ONNX ops."""
     q, k, v = _split_heads(q, heads), _split_heads(k, heads), _split_heads(v, heads)
     scores = torch.matmul(q, k.transpose(-1, -2)).float() * (1.0 / math.sqrt(q.shape[-1]))
@@ -81,10 +96,19 @@ def attend(
     heads: int,
     bias: torch.Tensor | None = None,
     kind: str = "window",
+    geometry: tuple | None = None,
 ) -> torch.Tensor:
     """Multi-head attention. q [B, Nq, H*dh], k/v [B, Nk, H*dh], bias broadcastable to
-    [B, H, Nq, Nk] (added to the scores) -> [B, Nq, H*dh]."""
-    return _BACKENDS[_active[-1]](q, k, v, heads, bias=bias, kind=kind)
+    [B, H, Nq, Nk] (added to the scores) -> [B, Nq, H*dh]. geometry: (grid, window)."""
+    return active().attend(q, k, v, heads, bias=bias, kind=kind, geometry=geometry)
+
+
+def pool(x: torch.Tensor, window: tuple, groups: tuple) -> torch.Tensor:
+    """Proxy tokens of each window [(B nW), N, C] -> [(B nW), S, C] (see layout.proxy_pool)."""
+    from ptdit_export.model import layout
+
+    fn = active().pool or layout.proxy_pool
+    return fn(x, window, groups)
 
 
 class Attention(nn.Module):
@@ -102,10 +126,14 @@ class Attention(nn.Module):
         self.to_out = nn.ModuleList([Linear(inner, dim), nn.Dropout(0.0)])
 
     def forward(
-        self, x: torch.Tensor, context: torch.Tensor | None = None, bias: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+        geometry: tuple | None = None,
     ) -> torch.Tensor:
         dtype = self.to_q.weight.dtype
         x = x.to(dtype)
         ctx = x if context is None else context.to(dtype)
-        out = attend(self.to_q(x), self.to_k(ctx), self.to_v(ctx), self.heads, bias, self.kind)
+        out = attend(self.to_q(x), self.to_k(ctx), self.to_v(ctx), self.heads, bias, self.kind, geometry)
         return self.to_out[0](out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ptdit_export.model import layout
+from ptdit_export.model import attention, layout
 from ptdit_export.model.attention import Attention
 from ptdit_export.model.config import PTDiTConfig
 from ptdit_export.model.linear import Linear
@@ -97,7 +97,7 @@ class PTDiTBlock(nn.Module):
         ).chunk(6, dim=1)  # each (R, 1, D)
 
         # 1. Proxy tokens: window means, global self-attention among them
-        proxies = layout.proxy_pool(x, self.window, self.groups)  # (R, S, D)
+        proxies = attention.pool(x, self.window, self.groups)  # (R, S, D)
         proxies = proxies.reshape(b, -1, d)  # (B, nW*S, D)
         proxies = proxies + self.proxy_attn1(self.proxy_norm1(proxies))
 
@@ -108,15 +108,24 @@ class PTDiTBlock(nn.Module):
 
         # 3. Window self-attention
         h = self.norm1(x) * (1 + scale_msa) + shift_msa
-        x = x + gate_msa * self.attn1(h)  # (R, N, D)
+        x = x + gate_msa * self.attn1(h, geometry=(grid, self.window))  # (R, N, D)
 
         # 4. Shifted-window self-attention with the region mask
         if self.shift_window:
             sw_shift, sw_scale, sw_gate = (self.proxy_scale_shift_table[None] + rows[:, :3]).chunk(3, dim=1)
-            h = layout.shift_windows(x, grid, self.window)
-            h = self.shift_window_norm(h) * (1 + sw_scale) + sw_shift
-            h = self.attn3(h, bias=shift_bias)
-            h = layout.shift_windows(h, grid, self.window, inverse=True)
+            geometry = (grid, self.window)
+            if attention.active().fuses_shift:
+                # the attention rolls q/k/v itself; the modulation rows belong to the rolled
+                # frame, so each unrolled token takes the row its rolled position falls in
+                ids = torch.arange(r, device=x.device)[:, None, None].expand(r, n, 1)
+                src = layout.shift_windows(ids, grid, self.window, inverse=True)[..., 0]  # (R, N)
+                h = self.shift_window_norm(x) * (1 + sw_scale[:, 0][src]) + sw_shift[:, 0][src]
+                h = self.attn3(h, geometry=geometry)
+            else:
+                h = layout.shift_windows(x, grid, self.window)
+                h = self.shift_window_norm(h) * (1 + sw_scale) + sw_shift
+                h = self.attn3(h, bias=shift_bias, geometry=geometry)
+                h = layout.shift_windows(h, grid, self.window, inverse=True)
             x = x + self.linear_2(sw_gate * h)
 
         # 5. Text cross-attention (queries un-normalised, as released)

@@ -136,7 +136,7 @@ class PatchEmbed(nn.Module):
         """[B, C, F, H, W] -> [B, F, h, w, D] in `out_dtype` (default: the weights' dtype)."""
         b, c, f, hh, ww = x.shape
         x = x.permute(0, 2, 1, 3, 4).reshape(b * f, c, hh, ww)
-        x = self.proj(x)  # (B F, D, h, w)
+        x = self.proj(x.to(self.proj.weight.dtype))  # (B F, D, h, w)
         d, h, w = x.shape[1:]
         dtype = self.proj.weight.dtype
         pos = position_embedding_3d(d, f, h, w, self.interpolation_scale, x.device).float()

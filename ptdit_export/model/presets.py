@@ -7,6 +7,7 @@ the meta device and counts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ptdit_export.model.config import PTDiTConfig
 
@@ -15,6 +16,7 @@ from ptdit_export.model.config import PTDiTConfig
 class Preset:
     config: PTDiTConfig
     about: str
+    weights: Path | None = None  # a folder shipped with the package; None: random weights
 
 
 def _family(heads: int, head_dim: int, layers: int, **kw) -> PTDiTConfig:

@@ -42,6 +42,7 @@ class PTDiT(nn.Module):
         # None: everything in the weights' dtype (the release). The exporter sets fp32 here for
         # fp16/bf16 graphs so norms, modulation, gates and the residual stream stay in fp32.
         self.residual_dtype: torch.dtype | None = None
+        self.compute_dtype: torch.dtype | None = None  # None: the patch embedding's dtype
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -67,7 +68,7 @@ class PTDiT(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.pos_embed.proj.weight.dtype
+        return self.compute_dtype or self.pos_embed.proj.weight.dtype
 
     # ------------------------------------------------------------- forward
     def forward(

@@ -58,10 +58,10 @@ def explicit_attention(x, ctx, heads, wq, bq, wk, bk, wv, bv, wo, bo, bias=None)
 
 
 def attn_params(attn):
-    return (
+    return tuple(None if t is None else t.detach() for t in (
         attn.to_q.weight, attn.to_q.bias, attn.to_k.weight, attn.to_k.bias,
         attn.to_v.weight, attn.to_v.bias, attn.to_out[0].weight, attn.to_out[0].bias,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "math"])

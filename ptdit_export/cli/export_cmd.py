@@ -1,0 +1,70 @@
+"""`ptdit-export export` and `ptdit-export verify`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ptdit_export.cli.options import export_options, settings_from_options
+
+
+@click.command("export")
+@export_options
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Pipeline folder to write (DIR/transformer/model.onnx, DIR/model_index.json).",
+)
+@click.option(
+    "--verify/--no-verify", default=True, show_default=True, help="Run the parity check after export."
+)
+def export(out_dir: Path, verify: bool, **opts) -> None:
+    """Export the PT-DiT transformer to ONNX (plugin or portable graph)."""
+    from ptdit_export.export.source import model_from_source, source_of
+    from ptdit_export.export.transformer import onnx_from_model
+
+    source = source_of(opts["model"], opts["seed"])
+    model = model_from_source(source)
+    settings = settings_from_options(model.config, opts)
+    path = onnx_from_model(model, out_dir, settings, source)
+    click.echo(f"wrote {path}")
+    if verify:
+        _report(out_dir)
+
+
+@click.command("verify")
+@click.argument("engine_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--shape",
+    "shapes",
+    type=(int, int, int, int, int),
+    multiple=True,
+    metavar="B F H W L",
+    help="Latent shape to check (batch, frames, height, width, text length); repeatable.",
+)
+def verify(engine_dir: Path, shapes) -> None:
+    """Compare an exported graph with the PyTorch model on the same random inputs."""
+    _report(engine_dir, list(shapes) or None)
+
+
+def _report(engine_dir: Path, shapes=None) -> None:
+    from ptdit_export.export.verify import verify_dir
+
+    checks = verify_dir(engine_dir, shapes)
+    click.echo(f"{'shape (B,F,H,W,L)':<24} {'output':<14} {'max abs':>10} {'max rel':>10} {'tol':>8}  result")
+    for c in checks:
+        shape = ",".join(map(str, c.shape))
+        verdict = "PASS" if c.passed else "FAIL"
+        click.echo(
+            f"{shape:<24} {c.output:<14} {c.max_abs:>10.3e} {c.max_rel:>10.3e} {c.tolerance:>8.1e}  {verdict} ({c.runner})"
+        )
+    if not all(c.passed for c in checks):
+        click.echo("parity check failed", err=True)
+        sys.exit(1)
+
+
+COMMANDS = [export, verify]
