@@ -6,8 +6,9 @@ the meta device and counts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ptdit_export.model.config import PTDiTConfig
 
@@ -17,6 +18,7 @@ class Preset:
     config: PTDiTConfig
     about: str
     weights: Path | None = None  # a folder shipped with the package; None: random weights
+    components: dict[str, Any] = field(default_factory=dict)  # text_encoder / vae / scheduler it ships
 
 
 def _family(heads: int, head_dim: int, layers: int, **kw) -> PTDiTConfig:
@@ -70,3 +72,9 @@ PRESETS: dict[str, Preset] = {
 
 def preset_names() -> list[str]:
     return list(PRESETS)
+
+
+def default_model() -> str:
+    """The model commands use when none is named: the shipped trained demo, else `tiny`."""
+    demo = PRESETS.get("demo")
+    return "demo" if demo is not None and demo.weights is not None and demo.weights.is_dir() else "tiny"

@@ -1,0 +1,136 @@
+"""`ptdit-export build`: the main command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+DEFAULT_OUT = Path("engines")
+
+
+def _range(value: str | None, name: str) -> tuple[int, int, int] | None:
+    """'512' or '256,512,1024' -> (min, opt, max)."""
+    if value is None:
+        return None
+    parts = [int(v) for v in value.split(",")]
+    if len(parts) == 1:
+        parts *= 3
+    if len(parts) != 3 or not parts[0] <= parts[1] <= parts[2]:
+        raise click.BadParameter("give one value or min,opt,max with min <= opt <= max", param_hint=name)
+    return tuple(parts)
+
+
+@click.command("build")
+@click.option(
+    "--model",
+    "-m",
+    default=None,
+    help="Preset, checkpoint folder/file or config JSON (default: demo if shipped, else tiny).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Pipeline folder (default: engines/<model>).",
+)
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp16", show_default=True)
+@click.option(
+    "--backend", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default="auto", show_default=True
+)
+@click.option(
+    "--prompts",
+    default="1,1,4",
+    show_default=True,
+    help="Prompts per call, min,opt,max (CFG doubles the batch).",
+)
+@click.option(
+    "--height", default=None, help="Image height in pixels, one value or min,opt,max (default: the model's)."
+)
+@click.option("--width", default=None, help="Image width in pixels, one value or min,opt,max.")
+@click.option("--frames", default="1", show_default=True, help="Latent frames, one value or min,opt,max.")
+@click.option("--text-len", default="1,200,512", show_default=True, help="Caption tokens, min,opt,max.")
+@click.option("--no-cfg", is_flag=True, help="Profiles without classifier-free guidance's doubled batch.")
+@click.option(
+    "--vae-scale", type=int, default=None, help="Pixels per latent (default: 8, or the preset's VAE)."
+)
+@click.option(
+    "--text-encoder",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Hugging Face T5 encoder folder (with its tokenizer) to export beside the transformer.",
+)
+@click.option("--vae", default=None, help="diffusers AutoencoderKL folder, or space-to-depth:S.")
+@click.option(
+    "--provider", default=None, help="ONNX Runtime provider (default: CUDA if available, else CPU)."
+)
+@click.option("--plugins", "plugin_library", default=None, help="TensorRT: path to libptdit_plugins.so.")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of random weights for untrained presets."
+)
+@click.option("--force", is_flag=True, help="Rebuild even when the manifest says the engine is up to date.")
+def build(
+    model,
+    out_dir,
+    precision,
+    backend,
+    prompts,
+    height,
+    width,
+    frames,
+    text_len,
+    no_cfg,
+    vae_scale,
+    text_encoder,
+    vae,
+    provider,
+    plugin_library,
+    seed,
+    force,
+) -> None:
+    """Export and build an engine folder for the best available backend."""
+    from ptdit_export.build.pipeline import BuildSettings
+    from ptdit_export.build.pipeline import build as run_build
+    from ptdit_export.build.profiles import ShapeRange
+    from ptdit_export.build.tensorrt import TensorRTUnavailable
+    from ptdit_export.model.presets import PRESETS, default_model
+
+    model = model or default_model()
+    preset = PRESETS.get(model)
+    scale = vae_scale or (preset.components.get("vae_scale", 8) if preset else 8)
+    shapes = ShapeRange(
+        prompts=_range(prompts, "--prompts"),
+        height=_range(height, "--height"),
+        width=_range(width, "--width"),
+        frames=_range(frames, "--frames"),
+        text_len=_range(text_len, "--text-len"),
+        cfg=not no_cfg,
+    )
+    settings = BuildSettings(
+        backend=backend,
+        precision=precision,
+        shapes=shapes,
+        vae_scale=scale,
+        provider=provider,
+        plugin_library=plugin_library,
+    )
+    out_dir = out_dir or DEFAULT_OUT / Path(model).name
+    try:
+        manifest = run_build(
+            model,
+            out_dir,
+            settings,
+            seed=seed,
+            components={"text_encoder": text_encoder, "vae": vae},
+            force=force,
+        )
+    except (TensorRTUnavailable, FileNotFoundError, ValueError) as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    state = "up to date" if manifest.get("cache_hit") else "built"
+    click.echo(f"{out_dir}: {state} for {manifest['backend']} ({manifest['precision']})")
+
+
+COMMANDS = [build]

@@ -1,0 +1,158 @@
+"""Exported transformer graphs: parity with PyTorch from one dynamic file, precisions, plugin
+nodes, validation and atomic writes. Exports are shared per module (each takes ~30 s)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import onnx
+import pytest
+
+from ptdit_export import ops
+from ptdit_export.export import transformer as T
+from ptdit_export.export.source import model_from_source
+from ptdit_export.export.verify import verify_dir
+from ptdit_export.tolerances import tolerance
+
+TINY = {"preset": "tiny", "seed": 3}
+
+
+def export(tmp_path_factory, name, source=TINY, **settings):
+    out = tmp_path_factory.mktemp(name)
+    model = model_from_source(source)
+    s = T.ExportSettings(**({"latent_height": 16, "latent_width": 16} | settings))
+    T.onnx_from_model(model, out, s, source)
+    return out
+
+
+@pytest.fixture(scope="module")
+def portable(tmp_path_factory):
+    return export(tmp_path_factory, "portable", graph="portable")
+
+
+@pytest.fixture(scope="module")
+def plugin(tmp_path_factory):
+    return export(tmp_path_factory, "plugin", graph="plugin")
+
+
+# (batch, frames, latent height, latent width, text length): square, non-square both ways,
+# batch 1 and 2 (verify pads the last caption of a batch), another text length, 4 sizes.
+IMAGE_SHAPES = [(2, 1, 16, 16, 16), (1, 1, 24, 16, 5), (2, 1, 16, 32, 9), (3, 1, 32, 24, 30), (2, 1, 8, 8, 2)]
+
+
+@pytest.mark.parametrize("graph", ["portable", "plugin"])
+def test_fp32_parity_at_many_shapes_from_one_dynamic_file(graph, request):
+    folder = request.getfixturevalue(graph)
+    checks = verify_dir(folder, IMAGE_SHAPES)
+    for c in checks:
+        assert c.passed and c.tolerance == tolerance("onnx", "fp32") == 1e-4, c
+
+
+def test_video_frames_are_dynamic(tmp_path_factory):
+    folder = export(
+        tmp_path_factory,
+        "video",
+        {"preset": "tiny-video", "seed": 1},
+        graph="plugin",
+        latent_height=8,
+        latent_width=8,
+        frames=4,
+    )
+    checks = verify_dir(folder, [(2, 4, 8, 8, 6), (1, 6, 8, 12, 4), (2, 2, 12, 8, 6)])
+    assert all(c.passed for c in checks), checks
+
+
+def test_fp16_graph_keeps_norms_and_residual_in_fp32(tmp_path_factory):
+    folder = export(tmp_path_factory, "fp16", precision="fp16", graph="portable")
+    model = onnx.shape_inference.infer_shapes(onnx.load(folder / "transformer" / "model.onnx"))
+    types = {
+        v.name: v.type.tensor_type.elem_type
+        for v in (*model.graph.value_info, *model.graph.input, *model.graph.output)
+    }
+    inputs = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
+    assert inputs["hidden_states"] == inputs["encoder_hidden_states"] == onnx.TensorProto.FLOAT16
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    norms = [n for n in model.graph.node if n.op_type == "LayerNormalization"]
+    assert norms and all(types.get(n.input[0]) == onnx.TensorProto.FLOAT for n in norms)
+    half_matmuls = [
+        n
+        for n in model.graph.node
+        if n.op_type in ("MatMul", "Gemm") and types.get(n.input[0]) == onnx.TensorProto.FLOAT16
+    ]
+    assert half_matmuls, "projections should compute in fp16"
+    checks = verify_dir(folder, IMAGE_SHAPES[:3])
+    assert all(c.passed and c.tolerance == tolerance("onnx", "fp16") for c in checks), checks
+
+
+def test_bf16_graph_runs_on_the_onnx_reference_evaluator(tmp_path_factory):
+    folder = export(tmp_path_factory, "bf16", precision="bf16", graph="plugin")
+    inputs = {
+        i.name: i.type.tensor_type.elem_type
+        for i in onnx.load(folder / "transformer" / "model.onnx").graph.input
+    }
+    assert inputs["hidden_states"] == onnx.TensorProto.BFLOAT16
+    checks = verify_dir(folder, [(2, 1, 16, 16, 8)])
+    assert all(c.passed and c.runner == "onnx.reference" for c in checks), checks
+
+
+def test_plugin_graph_nodes_follow_the_shared_op_description(plugin):
+    model = onnx.load(plugin / "transformer" / "model.onnx")
+    spec = ops.load_spec()[1]
+    custom = [n for n in model.graph.node if n.domain == ops.DOMAIN]
+    layers = model_from_source(TINY).config.num_layers
+    assert sorted(n.op_type for n in custom) == sorted(list(spec) * layers)
+    kinds = {
+        onnx.AttributeProto.INT: "int",
+        onnx.AttributeProto.INTS: "ints",
+        onnx.AttributeProto.FLOAT: "float",
+    }
+    for n in custom:
+        assert {a.name: kinds[a.type] for a in n.attribute} == spec[n.op_type].attributes
+    assert {f.name for f in model.functions} == set(spec)
+    assert any(o.domain == ops.DOMAIN and o.version == 1 for o in model.opset_import)
+
+
+def test_files_validation_and_index(portable):
+    root = portable / "transformer"
+    model = onnx.load(root / "model.onnx")
+    assert model.ir_version <= 13 and {o.domain: o.version for o in model.opset_import}[""] == 18
+    assert [i.name for i in model.graph.input] == list(T.INPUT_NAMES)
+    assert [o.name for o in model.graph.output] == [T.OUTPUT_NAME]
+    assert (root / "config.json").is_file() and (root / "export.json").is_file()
+    assert json.loads((portable / "model_index.json").read_text())["transformer"] == "transformer"
+    T.validate_onnx(root / "model.onnx")
+
+
+def test_static_export_fixes_every_dimension(tmp_path_factory):
+    folder = export(tmp_path_factory, "static", dynamic=False, batch=1, text_len=8)
+    model = onnx.load(folder / "transformer" / "model.onnx")
+    for i in model.graph.input:
+        assert all(d.dim_value > 0 for d in i.type.tensor_type.shape.dim), i.name
+    assert all(c.passed for c in verify_dir(folder))
+
+
+def test_crash_during_export_leaves_the_previous_folder(tmp_path, monkeypatch):
+    model = model_from_source(TINY)
+    s = T.ExportSettings(latent_height=16, latent_width=16, dynamic=False)
+    T.onnx_from_model(model, tmp_path, s, TINY)
+    before = (tmp_path / "transformer" / "model.onnx").read_bytes()
+
+    def boom(path):
+        raise RuntimeError("simulated crash while validating")
+
+    monkeypatch.setattr(T, "validate_onnx", boom)
+    with pytest.raises(RuntimeError, match="simulated"):
+        T.onnx_from_model(model, tmp_path, dataclasses.replace(s, batch=1), TINY)
+    assert (tmp_path / "transformer" / "model.onnx").read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary folders left behind"
+
+
+def test_bad_settings_name_the_fix():
+    model = model_from_source(TINY)
+    with pytest.raises(ValueError, match="multiple of patch\\*window = 8"):
+        T._dynamic_shapes(model.config, T.ExportSettings(latent_height=20, latent_width=16))
+    with pytest.raises(ValueError, match="--precision"):
+        T.ExportSettings(precision="int8")
+    with pytest.raises(ValueError, match="min <= opt <= max"):
+        T.Profile(4, 2, 8)
