@@ -234,7 +234,9 @@ def onnx_from_model(
     proto.producer_name = "ptdit-export"
     with atomic_dir(out_dir / "transformer") as tmp:
         path = tmp / "model.onnx"
-        big = proto.ByteSize() > EXTERNAL_DATA_BYTES
+        big = (
+            sum(len(t.raw_data) for t in proto.graph.initializer) > EXTERNAL_DATA_BYTES
+        )  # ByteSize() fails > 2 GB
         log.info("[3/4] writing %s%s", path.name, " with external data" if big else "")
         onnx.save_model(
             proto,
