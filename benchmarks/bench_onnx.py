@@ -14,7 +14,6 @@ import statistics
 import tempfile
 import time
 from datetime import date
-from pathlib import Path
 
 
 def main() -> None:
