@@ -19,8 +19,8 @@ from torch import nn
 
 from ptdit_export.model.linear import Linear
 
-# The five attentions of a PT-DiT block.
-KINDS = ("proxy", "proxy_cross", "window", "shifted_window", "text")
+# The five attentions of a PT-DiT block, and the dense baseline's global self-attention.
+KINDS = ("proxy", "proxy_cross", "window", "shifted_window", "text", "global")
 
 
 @dataclass(frozen=True)

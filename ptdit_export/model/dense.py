@@ -28,9 +28,7 @@ from ptdit_export.model.block import FeedForward
 from ptdit_export.model.config import ACTIVATIONS, PTDiTConfig
 from ptdit_export.model.embeddings import AdaLNSingle, CaptionProjection, PatchEmbed
 
-# attention.KINDS has no "global"; PT-DiT's "proxy" attention is the same operation (bias-free
-# self-attention over every token of a sample), so backends treat the dense one correctly.
-GLOBAL_KIND = "proxy"
+GLOBAL_KIND = "global"  # self-attention over every token of a sample
 
 
 @dataclass(frozen=True)
@@ -199,7 +197,7 @@ class DenseDiT(nn.Module):
         text = encoder_hidden_states.to(dtype)
         if self.caption_projection is not None:
             text = self.caption_projection(text)  # (B, L, D)
-        text_bias = _text_bias(encoder_attention_mask, text.dtype, b)  # (B, 1, 1, L) or None
+        text_bias = layout.padding_bias(encoder_attention_mask, text.dtype)  # (B, 1, 1, L) or None
 
         # 2. Blocks
         for block in self.transformer_blocks:
@@ -228,14 +226,3 @@ class DenseDiT(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def _text_bias(mask: torch.Tensor | None, dtype: torch.dtype, batch: int) -> torch.Tensor | None:
-    """[B, L] 1 keep / 0 pad (or an additive bias [B, 1, L]) -> score bias [B, 1, 1, L]."""
-    if mask is None:
-        return None
-    if mask.ndim == 2:
-        bias = (1 - mask.to(dtype)) * layout.MASK_VALUE
-    else:
-        bias = mask.to(dtype).reshape(batch, -1)
-    return bias[:, None, None, :]

@@ -85,3 +85,14 @@ def shift_region_bias(grid: tuple, window: Window, dtype: torch.dtype, device: t
     labels = grid_to_windows(labels[None, ..., None], window)[..., 0]  # (nW, N)
     differs = labels[:, None, :] != labels[:, :, None]  # (nW, N, N)
     return differs.to(dtype) * MASK_VALUE  # rounded in the working dtype, as the release does
+
+
+def padding_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """Caption mask [B, L] (1 keep, 0 pad) or an additive bias [B, 1, L] -> score bias [B, 1, 1, L]."""
+    if mask is None:
+        return None
+    if mask.ndim == 2:
+        bias = (1 - mask.to(dtype)) * MASK_VALUE
+    else:
+        bias = mask.to(dtype).reshape(mask.shape[0], -1)
+    return bias[:, None, None, :]

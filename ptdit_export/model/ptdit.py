@@ -93,13 +93,7 @@ class PTDiT(nn.Module):
         text = encoder_hidden_states.to(dtype)
         if self.caption_projection is not None:
             text = self.caption_projection(text)  # (B, L, D)
-        text_bias = None
-        if encoder_attention_mask is not None:
-            if encoder_attention_mask.ndim == 2:  # 1 keep / 0 pad -> additive bias
-                text_bias = (1 - encoder_attention_mask.to(text.dtype)) * layout.MASK_VALUE
-            else:  # already a bias [B, 1, L]
-                text_bias = encoder_attention_mask.to(text.dtype).reshape(b, -1)
-            text_bias = text_bias[:, None, None, :]  # (B, 1, 1, L)
+        text_bias = layout.padding_bias(encoder_attention_mask, text.dtype)  # (B, 1, 1, L) or None
         shift_bias = None
         if cfg.shift_window:
             shift_bias = layout.shift_region_bias(grid, cfg.window, x.dtype, x.device)  # (nW, N, N)
