@@ -55,8 +55,9 @@ def test_folder_layout_and_config(exported):
 
 def test_runtime_tokenizer_matches_transformers(exported):
     """The runtime's tokenizers-only path pads, truncates and masks exactly like AutoTokenizer."""
-    from ptdit_runtime.text import Tokenizer
     from transformers import AutoTokenizer
+
+    from ptdit_runtime.text import Tokenizer
 
     hf = AutoTokenizer.from_pretrained(exported / "tokenizer", local_files_only=True)
     ours = Tokenizer(exported / "tokenizer", builders.MAX_LENGTH)
@@ -72,10 +73,11 @@ def test_runtime_tokenizer_matches_transformers(exported):
 
 
 def test_text_encoder_stage_matches_transformers(exported, caplog):
+    from transformers import T5EncoderModel
+
     from ptdit_runtime.configs import TextEncoderConfig
     from ptdit_runtime.engines import load_engine
     from ptdit_runtime.text import TextEncoder, Tokenizer
-    from transformers import T5EncoderModel
 
     config = TextEncoderConfig.from_dict(json.loads((exported / "text_encoder" / "config.json").read_text()))
     stage = TextEncoder(

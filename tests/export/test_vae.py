@@ -11,11 +11,11 @@ import json
 import numpy as np
 import pytest
 import torch
+
+from ptdit_export.export.vae import SpaceToDepthVAE, onnx_from_vae
 from ptdit_runtime.configs import VaeDecoderConfig
 from ptdit_runtime.engines import load_engine
 from ptdit_runtime.vae import VaeDecoder
-
-from ptdit_export.export.vae import SpaceToDepthVAE, onnx_from_vae
 from tests.conftest import assert_close, randomise
 
 FP32_REL = 1e-5

@@ -1,0 +1,81 @@
+"""Engine backends behind one interface (`Engine.run(feeds) -> outputs`).
+
+`load_engine(component_dir, backend, ...)` opens one component folder of an engine folder:
+- "onnxruntime": component_dir/model.onnx on the CPU or CUDA provider (every component);
+- "tensorrt":    component_dir/engine.plan (+ the plugin library named in manifest.json);
+- "torch":       the PyTorch reference PTDiT from component_dir/config.json + weights.
+Backends import their heavy libraries only when chosen.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+from ptdit_runtime.engines.base import Engine, TensorSpec
+
+BACKENDS = ("onnxruntime", "tensorrt", "torch")
+
+
+def resolve_backend(component_dir: str | Path, backend: str = "auto") -> str:
+    """'auto': TensorRT when an engine.plan is there and tensorrt imports, else ONNX Runtime."""
+    if backend != "auto":
+        if backend not in BACKENDS:
+            raise ValueError(f"backend {backend!r} is not one of auto, {', '.join(BACKENDS)}")
+        return backend
+    component_dir = Path(component_dir)
+    if (component_dir / "engine.plan").is_file():
+        if importlib.util.find_spec("tensorrt") is not None:
+            return "tensorrt"
+        if not (component_dir / "model.onnx").is_file():
+            raise RuntimeError(
+                f"{component_dir} holds only a TensorRT engine and TensorRT is not installed: install it "
+                "(pip install 'ptdit-export[tensorrt]') or export an ONNX model there (ptdit-export export)"
+            )
+    return "onnxruntime"
+
+
+def onnx_model_path(component_dir: Path) -> Path:
+    """model.optimized.onnx (what `ptdit-export build` saves for ONNX Runtime) if present, else model.onnx."""
+    optimized = component_dir / "model.optimized.onnx"
+    return optimized if optimized.is_file() else component_dir / "model.onnx"
+
+
+def check_manifest(component_dir: Path, backend: str) -> None:
+    """Refuse an engine.plan whose manifest says it was not built for this backend."""
+    manifest = component_dir / "manifest.json"
+    if manifest.is_file():
+        built = json.loads(manifest.read_text()).get("backend")
+        if built and built != backend:
+            raise ValueError(f"{component_dir} was built for {built}, not {backend}; pass backend={built!r}")
+
+
+def load_engine(component_dir: str | Path, backend: str = "auto", **options: Any) -> Engine:
+    """Open one component. Options: provider, device_id, threads, io_binding (onnxruntime:
+    model.optimized.onnx when the build saved one, else model.onnx); plugin_library, device_id,
+    cuda_graph, allow_host_code (tensorrt); device, dtype (torch)."""
+    component_dir = Path(component_dir)
+    backend = resolve_backend(component_dir, backend)
+    if backend == "onnxruntime":
+        from ptdit_runtime.engines.ort import OnnxRuntimeEngine
+
+        keys = ("provider", "device_id", "threads", "io_binding")
+        return OnnxRuntimeEngine(
+            onnx_model_path(component_dir), **{k: v for k, v in options.items() if k in keys}
+        )
+    if backend == "tensorrt":
+        from ptdit_runtime.engines.trt import TensorRTEngine
+
+        check_manifest(component_dir, "tensorrt")
+        keys = ("plugin_library", "device_id", "cuda_graph", "allow_host_code")
+        return TensorRTEngine(
+            component_dir / "engine.plan", **{k: v for k, v in options.items() if k in keys}
+        )
+    from ptdit_runtime.engines.torch_ref import TorchEngine
+
+    return TorchEngine(component_dir, **{k: v for k, v in options.items() if k in ("device", "dtype")})
+
+
+__all__ = ["BACKENDS", "Engine", "TensorSpec", "load_engine", "resolve_backend"]

@@ -1,0 +1,57 @@
+"""Pictures out: uint8 conversion, PNG (one frame), GIF (Pillow) and MP4 (imageio-ffmpeg)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """float [B, 3, F, H, W] in [0, 1] -> uint8 [B, F, H, W, 3] (rounded to nearest)."""
+    x = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0) * 255.0
+    return np.rint(x).astype(np.uint8).transpose(0, 2, 3, 4, 1)
+
+
+def save(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
+    """Write uint8 [H, W, 3] or [F, H, W, 3] to .png (one frame), .gif or .mp4."""
+    path = Path(path)
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        raise ValueError(f"save takes uint8 pixels; got {frames.dtype} (use to_uint8 first)")
+    if frames.ndim == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"save takes [H, W, 3] or [F, H, W, 3]; got shape {frames.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    from PIL import Image
+
+    if suffix == ".png":
+        if len(frames) != 1:
+            raise ValueError(f"{path}: a PNG holds one frame but there are {len(frames)}; write .gif or .mp4")
+        Image.fromarray(frames[0]).save(path)
+    elif suffix == ".gif":
+        pictures = [Image.fromarray(f) for f in frames]
+        pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=round(1000 / fps), loop=0)
+    elif suffix == ".mp4":
+        write_mp4(frames, path, fps)
+    else:
+        raise ValueError(f"{path}: unknown picture format {suffix!r}; use .png, .gif or .mp4")
+    return path
+
+
+def write_mp4(frames: np.ndarray, path: Path, fps: int) -> None:
+    if importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise RuntimeError(
+            f"writing {path} needs imageio-ffmpeg (pip install imageio-ffmpeg); or write a .gif instead"
+        )
+    import imageio_ffmpeg
+
+    _, h, w, _ = frames.shape
+    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, macro_block_size=1)
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame))
+    writer.close()
