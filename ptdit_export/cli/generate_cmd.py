@@ -34,8 +34,8 @@ def output_path(out: Path, frames: int) -> Path:
 @click.option(
     "--engine-dir",
     type=click.Path(path_type=Path),
-    required=True,
-    help="Engine folder written by `ptdit-export export/build`.",
+    default=None,
+    help="Engine folder written by `ptdit-export export/build` (default: the folder a bare `build` writes).",
 )
 @click.option("--steps", type=int, default=30, show_default=True, help="Denoising steps.")
 @click.option("--guidance", type=float, default=4.0, show_default=True, help="Classifier-free guidance.")
@@ -58,11 +58,17 @@ def output_path(out: Path, frames: int) -> Path:
     "-o",
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
+    default=Path("generated.png"),
+    show_default=True,
     help="Picture to write (.png, .gif or .mp4); several prompts add _000, _001, ...",
 )
 def generate(prompt: tuple[str, ...], engine_dir: Path, out: Path, fps: int, **opts) -> None:
     """Generate pictures for PROMPT (one or more) with an engine folder, and time each stage."""
+    if engine_dir is None:
+        from ptdit_export.cli.build_cmd import DEFAULT_OUT
+        from ptdit_export.model.presets import default_model
+
+        engine_dir = DEFAULT_OUT / default_model()
     from tqdm import tqdm
 
     from ptdit_runtime import EngineFolder, MissingComponent, Pipeline, check_request

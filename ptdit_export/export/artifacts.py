@@ -50,6 +50,8 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    for f in tmp.rglob("*"):  # some writers (onnx external data, mkstemp) create files 0600
+        os.chmod(f, 0o755 if f.is_dir() else 0o644)
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old")
