@@ -2,12 +2,66 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
 import click
 
 DEFAULT_OUT = Path("engines")
+
+
+def ascend_options(fn):
+    """--soc-version, --dynamic-dims, --precision-mode (used with --backend ascend)."""
+    from ptdit_export.build.ascend import CLICK_OPTIONS
+
+    return functools.reduce(lambda f, option: option(f), reversed(CLICK_OPTIONS), fn)
+
+
+def _build_ascend(
+    model,
+    out_dir,
+    precision,
+    prompts,
+    height,
+    width,
+    frames,
+    text_len,
+    no_cfg,
+    scale,
+    soc_version,
+    dynamic_dims,
+    precision_mode,
+    seed,
+    text_encoder,
+    vae,
+    force,
+) -> None:
+    from ptdit_export.build.ascend import AtcFailed, AtcUnavailable, build_from_cli, describe
+
+    try:
+        report = build_from_cli(
+            model,
+            out_dir,
+            precision,
+            _range(prompts, "--prompts"),
+            _range(height, "--height"),
+            _range(width, "--width"),
+            _range(frames, "--frames"),
+            _range(text_len, "--text-len"),
+            no_cfg,
+            scale,
+            soc_version,
+            dynamic_dims,
+            precision_mode,
+            seed,
+            {"text_encoder": text_encoder, "vae": vae},
+            force,
+        )
+    except (AtcFailed, AtcUnavailable, FileNotFoundError, ValueError) as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    click.echo(f"{out_dir}: {describe(report)}")
 
 
 def _range(value: str | None, name: str) -> tuple[int, int, int] | None:
@@ -38,7 +92,10 @@ def _range(value: str | None, name: str) -> tuple[int, int, int] | None:
 )
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp16", show_default=True)
 @click.option(
-    "--backend", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default="auto", show_default=True
+    "--backend",
+    type=click.Choice(["auto", "tensorrt", "onnxruntime", "ascend"]),
+    default="auto",
+    show_default=True,
 )
 @click.option(
     "--prompts",
@@ -71,6 +128,7 @@ def _range(value: str | None, name: str) -> tuple[int, int, int] | None:
     "--seed", type=int, default=0, show_default=True, help="Seed of random weights for untrained presets."
 )
 @click.option("--force", is_flag=True, help="Rebuild even when the manifest says the engine is up to date.")
+@ascend_options
 def build(
     model,
     out_dir,
@@ -89,6 +147,9 @@ def build(
     plugin_library,
     seed,
     force,
+    soc_version,
+    dynamic_dims,
+    precision_mode,
 ) -> None:
     """Export and build an engine folder for the best available backend."""
     from ptdit_export.build.pipeline import BuildSettings
@@ -100,6 +161,28 @@ def build(
     model = model or default_model()
     preset = PRESETS.get(model)
     scale = vae_scale or (preset.components.get("vae_scale", 8) if preset else 8)
+    out_dir = out_dir or DEFAULT_OUT / Path(model).name
+    if backend == "ascend":
+        _build_ascend(
+            model,
+            out_dir,
+            precision,
+            prompts,
+            height,
+            width,
+            frames,
+            text_len,
+            no_cfg,
+            scale,
+            soc_version,
+            dynamic_dims,
+            precision_mode,
+            seed,
+            text_encoder,
+            vae,
+            force,
+        )
+        return
     shapes = ShapeRange(
         prompts=_range(prompts, "--prompts"),
         height=_range(height, "--height"),
@@ -116,7 +199,6 @@ def build(
         provider=provider,
         plugin_library=plugin_library,
     )
-    out_dir = out_dir or DEFAULT_OUT / Path(model).name
     try:
         manifest = run_build(
             model,

@@ -97,6 +97,7 @@ class Pipeline:
             "onnxruntime": {"provider": ort_provider, "device_id": device_id, "threads": threads},
             "tensorrt": {"device_id": device_id, "cuda_graph": cuda_graph, "plugin_library": plugin_library},
             "torch": {"device": torch_device},
+            "ascend": {"device_id": device_id},
         }[backend]
         transformer = load_engine(folder.transformer_dir, backend, **options)
         side = {"provider": ort_provider, "device_id": device_id, "threads": threads}

@@ -3,7 +3,8 @@
 `load_engine(component_dir, backend, ...)` opens one component folder of an engine folder:
 - "onnxruntime": component_dir/model.onnx on the CPU or CUDA provider (every component);
 - "tensorrt":    component_dir/engine.plan (+ the plugin library named in manifest.json);
-- "torch":       the PyTorch reference PTDiT from component_dir/config.json + weights.
+- "torch":       the PyTorch reference PTDiT from component_dir/config.json + weights;
+- "ascend":      component_dir/model.om through ais_bench or CANN's acl (an Ascend NPU).
 Backends import their heavy libraries only when chosen.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from ptdit_runtime.engines.base import Engine, TensorSpec
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
+BACKENDS = ("onnxruntime", "tensorrt", "torch", "ascend")
 
 
 def resolve_backend(component_dir: str | Path, backend: str = "auto") -> str:
@@ -34,6 +35,10 @@ def resolve_backend(component_dir: str | Path, backend: str = "auto") -> str:
                 f"{component_dir} holds only a TensorRT engine and TensorRT is not installed: install it "
                 "(pip install 'ptdit-export[tensorrt]') or export an ONNX model there (ptdit-export export)"
             )
+    if (component_dir / "model.om").is_file() and any(
+        importlib.util.find_spec(m) for m in ("ais_bench", "acl")
+    ):
+        return "ascend"
     return "onnxruntime"
 
 
@@ -73,6 +78,11 @@ def load_engine(component_dir: str | Path, backend: str = "auto", **options: Any
         return TensorRTEngine(
             component_dir / "engine.plan", **{k: v for k, v in options.items() if k in keys}
         )
+    if backend == "ascend":
+        from ptdit_runtime.engines.om import OmEngine
+
+        check_manifest(component_dir, "ascend")
+        return OmEngine(component_dir, **{k: v for k, v in options.items() if k in ("device_id", "session")})
     from ptdit_runtime.engines.torch_ref import TorchEngine
 
     return TorchEngine(component_dir, **{k: v for k, v in options.items() if k in ("device", "dtype")})
