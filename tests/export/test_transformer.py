@@ -171,3 +171,15 @@ def test_large_models_use_external_data(tmp_path, monkeypatch):
     graph = onnx.load(root / "model.onnx", load_external_data=False).graph
     assert any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer)
     assert all(c.passed for c in verify_dir(tmp_path))
+
+
+def test_verify_command_prints_errors_and_fails_beyond_tolerance(portable, monkeypatch):
+    from click.testing import CliRunner
+
+    from ptdit_export.cli import main
+
+    ok = CliRunner().invoke(main, ["verify", str(portable), "--shape", "1", "1", "16", "24", "5"])
+    assert ok.exit_code == 0 and "PASS" in ok.output and "max rel" in ok.output
+    monkeypatch.setattr("ptdit_export.export.verify.tolerance", lambda stage, precision: 1e-12)
+    bad = CliRunner().invoke(main, ["verify", str(portable), "--shape", "1", "1", "16", "24", "5"])
+    assert bad.exit_code == 1 and "FAIL" in bad.output
