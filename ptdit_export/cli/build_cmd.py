@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 DEFAULT_OUT = Path("engines")
+RANGES = ("prompts", "height", "width", "frames", "text_len")  # min,opt,max options, in this order
 
 
 def ascend_options(fn):
@@ -18,46 +19,15 @@ def ascend_options(fn):
     return functools.reduce(lambda f, option: option(f), reversed(CLICK_OPTIONS), fn)
 
 
-def _build_ascend(
-    model,
-    out_dir,
-    precision,
-    prompts,
-    height,
-    width,
-    frames,
-    text_len,
-    no_cfg,
-    scale,
-    soc_version,
-    dynamic_dims,
-    precision_mode,
-    seed,
-    text_encoder,
-    vae,
-    force,
-) -> None:
+def _build_ascend(model: str, out_dir: Path, scale: int, o: dict) -> None:
     from ptdit_export.build.ascend import AtcFailed, AtcUnavailable, build_from_cli, describe
 
     try:
         report = build_from_cli(
-            model,
-            out_dir,
-            precision,
-            _range(prompts, "--prompts"),
-            _range(height, "--height"),
-            _range(width, "--width"),
-            _range(frames, "--frames"),
-            _range(text_len, "--text-len"),
-            no_cfg,
-            scale,
-            soc_version,
-            dynamic_dims,
-            precision_mode,
-            seed,
-            {"text_encoder": text_encoder, "vae": vae},
-            force,
-        )
+            model, out_dir, o["precision"], *(_range(o[k], f"--{k.replace('_', '-')}") for k in RANGES),
+            o["no_cfg"], scale, o["soc_version"], o["dynamic_dims"], o["precision_mode"], o["seed"],
+            {"text_encoder": o["text_encoder"], "vae": o["vae"]}, o["force"],
+        )  # fmt: skip
     except (AtcFailed, AtcUnavailable, FileNotFoundError, ValueError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(1)
@@ -129,28 +99,7 @@ def _range(value: str | None, name: str) -> tuple[int, int, int] | None:
 )
 @click.option("--force", is_flag=True, help="Rebuild even when the manifest says the engine is up to date.")
 @ascend_options
-def build(
-    model,
-    out_dir,
-    precision,
-    backend,
-    prompts,
-    height,
-    width,
-    frames,
-    text_len,
-    no_cfg,
-    vae_scale,
-    text_encoder,
-    vae,
-    provider,
-    plugin_library,
-    seed,
-    force,
-    soc_version,
-    dynamic_dims,
-    precision_mode,
-) -> None:
+def build(model: str | None, out_dir: Path | None, vae_scale: int | None, **o) -> None:
     """Export and build an engine folder for the best available backend."""
     from ptdit_export.build.pipeline import BuildSettings
     from ptdit_export.build.pipeline import build as run_build
@@ -162,51 +111,22 @@ def build(
     preset = PRESETS.get(model)
     scale = vae_scale or (preset.components.get("vae_scale", 8) if preset else 8)
     out_dir = out_dir or DEFAULT_OUT / Path(model).name
-    if backend == "ascend":
-        _build_ascend(
-            model,
-            out_dir,
-            precision,
-            prompts,
-            height,
-            width,
-            frames,
-            text_len,
-            no_cfg,
-            scale,
-            soc_version,
-            dynamic_dims,
-            precision_mode,
-            seed,
-            text_encoder,
-            vae,
-            force,
-        )
+    if o["backend"] == "ascend":
+        _build_ascend(model, out_dir, scale, o)
         return
-    shapes = ShapeRange(
-        prompts=_range(prompts, "--prompts"),
-        height=_range(height, "--height"),
-        width=_range(width, "--width"),
-        frames=_range(frames, "--frames"),
-        text_len=_range(text_len, "--text-len"),
-        cfg=not no_cfg,
-    )
+    ranges = {k: _range(o[k], f"--{k.replace('_', '-')}") for k in RANGES}
     settings = BuildSettings(
-        backend=backend,
-        precision=precision,
-        shapes=shapes,
+        backend=o["backend"],
+        precision=o["precision"],
+        shapes=ShapeRange(**ranges, cfg=not o["no_cfg"]),
         vae_scale=scale,
-        provider=provider,
-        plugin_library=plugin_library,
+        provider=o["provider"],
+        plugin_library=o["plugin_library"],
     )
+    components = {"text_encoder": o["text_encoder"], "vae": o["vae"]}
     try:
         manifest = run_build(
-            model,
-            out_dir,
-            settings,
-            seed=seed,
-            components={"text_encoder": text_encoder, "vae": vae},
-            force=force,
+            model, out_dir, settings, seed=o["seed"], components=components, force=o["force"]
         )
     except (TensorRTUnavailable, FileNotFoundError, ValueError) as err:
         click.echo(f"error: {err}", err=True)
