@@ -20,6 +20,10 @@ TOLERANCES: dict[tuple[str, str], float] = {
     ("onnx", "bf16"): 8e-2,
     # Full denoising loop, final latents, ONNX Runtime fp32 engine vs the PyTorch loop.
     ("loop", "fp32"): 1e-3,
+    # The same with an fp16 graph against the fp32 PyTorch loop: measured 7.5e-2 (mean absolute
+    # 2.6e-4) on the demo's pictures, 90 held-out prompts x seeds, 30 steps, every picture
+    # judged the same (docs/demo.md); errors compound over steps, hence the 2x margin only.
+    ("loop", "fp16"): 1.5e-1,
 }
 
 

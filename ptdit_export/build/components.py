@@ -7,6 +7,7 @@ rectified-flow sampler.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ def write_components(out_dir: Path, model_arg: str, components: dict[str, Any]) 
     else:
         log.warning("no VAE given (--vae DIR): generate will stop at latents")
 
-    write_json(out_dir / "scheduler" / "scheduler_config.json", wanted.get("scheduler", RELEASED_SCHEDULER))
+    scheduler = wanted.get("scheduler", RELEASED_SCHEDULER)
+    if isinstance(scheduler, (str, Path)):  # a folder with scheduler_config.json, or the file itself
+        path = Path(scheduler)
+        scheduler = json.loads((path / "scheduler_config.json" if path.is_dir() else path).read_text())
+    write_json(out_dir / "scheduler" / "scheduler_config.json", scheduler)
     update_model_index(out_dir, scheduler="scheduler", **index)
     return index

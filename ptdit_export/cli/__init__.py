@@ -14,8 +14,13 @@ from ptdit_export import __version__
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def main(verbose: int) -> None:
     """PT-DiT deployment: model -> ONNX -> engine -> runtime."""
+    # ours at INFO (-v: DEBUG); other libraries' chatter (onnx_ir, torch.onnx) only from -vv
     level = logging.WARNING - 10 * min(verbose + 1, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose >= 2 else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    for ours in ("ptdit_export", "ptdit_runtime"):
+        logging.getLogger(ours).setLevel(level)
 
 
 def _register() -> None:

@@ -19,12 +19,12 @@ def ascend_options(fn):
     return functools.reduce(lambda f, option: option(f), reversed(CLICK_OPTIONS), fn)
 
 
-def _build_ascend(model: str, out_dir: Path, scale: int, o: dict) -> None:
+def _build_ascend(model: str, out_dir: Path, scale: int, ranges: dict, o: dict) -> None:
     from ptdit_export.build.ascend import AtcFailed, AtcUnavailable, build_from_cli, describe
 
     try:
         report = build_from_cli(
-            model, out_dir, o["precision"], *(_range(o[k], f"--{k.replace('_', '-')}") for k in RANGES),
+            model, out_dir, o["precision"], *(ranges[k] for k in RANGES),
             o["no_cfg"], scale, o["soc_version"], o["dynamic_dims"], o["precision_mode"], o["seed"],
             {"text_encoder": o["text_encoder"], "vae": o["vae"]}, o["force"],
         )  # fmt: skip
@@ -78,7 +78,11 @@ def _range(value: str | None, name: str) -> tuple[int, int, int] | None:
 )
 @click.option("--width", default=None, help="Image width in pixels, one value or min,opt,max.")
 @click.option("--frames", default="1", show_default=True, help="Latent frames, one value or min,opt,max.")
-@click.option("--text-len", default="1,200,512", show_default=True, help="Caption tokens, min,opt,max.")
+@click.option(
+    "--text-len",
+    default=None,
+    help="Caption tokens, min,opt,max (default: 1,200,512, or 1,L,L for a preset whose encoder takes L).",
+)
 @click.option("--no-cfg", is_flag=True, help="Profiles without classifier-free guidance's doubled batch.")
 @click.option(
     "--vae-scale", type=int, default=None, help="Pixels per latent (default: 8, or the preset's VAE)."
@@ -111,10 +115,13 @@ def build(model: str | None, out_dir: Path | None, vae_scale: int | None, **o) -
     preset = PRESETS.get(model)
     scale = vae_scale or (preset.components.get("vae_scale", 8) if preset else 8)
     out_dir = out_dir or DEFAULT_OUT / Path(model).name
-    if o["backend"] == "ascend":
-        _build_ascend(model, out_dir, scale, o)
-        return
     ranges = {k: _range(o[k], f"--{k.replace('_', '-')}") for k in RANGES}
+    if ranges["text_len"] is None:
+        tokens = preset.components.get("max_length") if preset else None
+        ranges["text_len"] = (1, tokens, tokens) if tokens else (1, 200, 512)
+    if o["backend"] == "ascend":
+        _build_ascend(model, out_dir, scale, ranges, o)
+        return
     settings = BuildSettings(
         backend=o["backend"],
         precision=o["precision"],

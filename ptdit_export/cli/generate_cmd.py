@@ -55,6 +55,12 @@ def output_path(out: Path, frames: int) -> Path:
 @click.option("--cuda-graph", is_flag=True, help="TensorRT: replay CUDA graphs for repeated shapes.")
 @click.option("--fps", type=int, default=8, show_default=True, help="Frames per second of .gif/.mp4.")
 @click.option(
+    "--zoom",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Enlarge each pixel N x N in the written file (default: 8 below 128 px, else 1).",
+)
+@click.option(
     "-o",
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -62,7 +68,9 @@ def output_path(out: Path, frames: int) -> Path:
     show_default=True,
     help="Picture to write (.png, .gif or .mp4); several prompts add _000, _001, ...",
 )
-def generate(prompt: tuple[str, ...], engine_dir: Path, out: Path, fps: int, **opts) -> None:
+def generate(
+    prompt: tuple[str, ...], engine_dir: Path, out: Path, fps: int, zoom: int | None, **opts
+) -> None:
     """Generate pictures for PROMPT (one or more) with an engine folder, and time each stage."""
     if engine_dir is None:
         from ptdit_export.cli.build_cmd import DEFAULT_OUT
@@ -119,8 +127,9 @@ def generate(prompt: tuple[str, ...], engine_dir: Path, out: Path, fps: int, **o
             result = pipe(list(prompt), progress=progress, **request)
         except ValueError as err:
             raise click.ClickException(str(err)) from None
-    for path in result.save(out, fps=fps):
-        click.echo(f"wrote {path}")
+    zoom = zoom or (8 if max(checked.width, checked.height) < 128 else 1)
+    for path in result.save(out, fps=fps, zoom=zoom):
+        click.echo(f"wrote {path}" + (f" (each pixel shown {zoom}x{zoom})" if zoom > 1 else ""))
     size = f"{checked.width}x{checked.height} px"
     click.echo(
         f"{pipe.transformer.backend} backend, {size}, {checked.frames} frame(s), {checked.steps} steps"

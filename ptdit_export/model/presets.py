@@ -28,7 +28,39 @@ def _family(heads: int, head_dim: int, layers: int, **kw) -> PTDiTConfig:
 
 RELEASED = PTDiTConfig()  # Qihoo-T2X 1.1B text-to-image, as released
 
+# The trained demo (ptdit_export/demo.py, samples/train_demo.py): 32 px pictures as 12 x 16 x 16
+# space-to-depth latents, patch 2 -> 8 x 8 tokens in four 4 x 4 windows, four strided proxies per
+# window, shifted windows and T5 cross-attention, so every part of PT-DiT carries trained weights.
+DEMO_DIR = Path(__file__).resolve().parents[1] / "presets" / "demo"
+DEMO = PTDiTConfig(
+    num_heads=4,
+    head_dim=32,
+    num_layers=4,
+    in_channels=12,
+    out_channels=24,  # first half: the velocity, as in the release
+    cross_attention_dim=128,
+    caption_channels=64,
+    sample_size=16,
+    patch_size=2,
+    compress_ratios=(1, 4, 4),
+    proxy_compress_ratios=(1, 2, 2),
+    shift_window=True,
+)
+DEMO_COMPONENTS = {
+    "text_encoder": str(DEMO_DIR / "text_encoder"),  # T5 weights with the tokenizer beside them
+    "max_length": 16,  # caption tokens
+    "vae": "space-to-depth:2",
+    "vae_scale": 2,  # pixels per latent
+    "scheduler": str(DEMO_DIR / "scheduler"),  # a folder holding scheduler_config.json
+}
+
 PRESETS: dict[str, Preset] = {
+    "demo": Preset(
+        DEMO,
+        "trained demo shipped with the package: 32 px coloured shapes from captions",
+        weights=DEMO_DIR,
+        components=DEMO_COMPONENTS,
+    ),
     "qihoo-t2x-1.1b": Preset(RELEASED, "released Qihoo-T2X text-to-image (= PT-DiT/XL), 1024 px"),
     "pt-dit-s": Preset(_family(6, 64, 12), "paper family, small"),
     "pt-dit-b": Preset(_family(12, 64, 12), "paper family, base"),
@@ -76,5 +108,4 @@ def preset_names() -> list[str]:
 
 def default_model() -> str:
     """The model commands use when none is named: the shipped trained demo, else `tiny`."""
-    demo = PRESETS.get("demo")
-    return "demo" if demo is not None and demo.weights is not None and demo.weights.is_dir() else "tiny"
+    return "demo" if (DEMO_DIR / "model.safetensors").is_file() else "tiny"

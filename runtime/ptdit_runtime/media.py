@@ -14,8 +14,9 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.rint(x).astype(np.uint8).transpose(0, 2, 3, 4, 1)
 
 
-def save(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
-    """Write uint8 [H, W, 3] or [F, H, W, 3] to .png (one frame), .gif or .mp4."""
+def save(frames: np.ndarray, path: str | Path, fps: int = 8, zoom: int = 1) -> Path:
+    """Write uint8 [H, W, 3] or [F, H, W, 3] to .png (one frame), .gif or .mp4, each pixel
+    repeated `zoom` x `zoom` times (nearest neighbour: the pixels stay exact, only bigger)."""
     path = Path(path)
     frames = np.asarray(frames)
     if frames.dtype != np.uint8:
@@ -24,6 +25,9 @@ def save(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
         frames = frames[None]
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"save takes [H, W, 3] or [F, H, W, 3]; got shape {frames.shape}")
+    if zoom < 1:
+        raise ValueError(f"zoom must be a whole number >= 1; got {zoom}")
+    frames = frames.repeat(zoom, axis=1).repeat(zoom, axis=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     from PIL import Image

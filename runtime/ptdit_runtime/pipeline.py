@@ -43,13 +43,14 @@ class PipelineOutput:
     latents: np.ndarray  # float32 [B, C, F, h, w], final latents in the denoiser's space
     timings: Timings
 
-    def save(self, path: str | Path, fps: int = 8) -> list[Path]:
-        """Write every picture: `path` as given for one prompt, with _000, _001, ... for several."""
+    def save(self, path: str | Path, fps: int = 8, zoom: int = 1) -> list[Path]:
+        """Write every picture: `path` as given for one prompt, with _000, _001, ... for several;
+        `zoom` enlarges each pixel to zoom x zoom (nearest neighbour)."""
         path = Path(path)
         if len(self.images) == 1:
-            return [save(self.images[0], path, fps)]
+            return [save(self.images[0], path, fps, zoom)]
         return [
-            save(im, path.with_name(f"{path.stem}_{i:03d}{path.suffix}"), fps)
+            save(im, path.with_name(f"{path.stem}_{i:03d}{path.suffix}"), fps, zoom)
             for i, im in enumerate(self.images)
         ]
 

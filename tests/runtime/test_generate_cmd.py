@@ -22,7 +22,10 @@ def test_generate_writes_a_png_and_the_timing_table(engine_dir, tmp_path):
     )
     assert result.exit_code == 0, result.output
     picture = np.asarray(Image.open(out))
-    assert picture.shape == (builders.PIXELS, builders.PIXELS, 3)
+    # small pictures are written enlarged 8 x 8 by default (nearest neighbour)
+    assert picture.shape == (8 * builders.PIXELS, 8 * builders.PIXELS, 3) and "shown 8x8" in result.output
+    assert np.array_equal(picture[3::8, 5::8], picture[::8, ::8])
+    picture = picture[::8, ::8]
     for row in ("text encoder", "transformer x 3", "VAE decoder", "Pipeline"):
         assert row in result.output
     # the same seed through the library gives the same picture
@@ -32,6 +35,15 @@ def test_generate_writes_a_png_and_the_timing_table(engine_dir, tmp_path):
         "a red circle", steps=3, seed=1
     )
     np.testing.assert_array_equal(picture, want.images[0])
+
+
+def test_zoom_one_writes_the_exact_pixels(engine_dir, tmp_path):
+    out = tmp_path / "exact.png"
+    result = run(
+        "a red circle", "--engine-dir", str(engine_dir), "--steps", "2", "--zoom", "1", "-o", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    assert np.asarray(Image.open(out)).shape == (builders.PIXELS, builders.PIXELS, 3)
 
 
 def test_several_prompts_get_numbered_files(engine_dir, tmp_path):

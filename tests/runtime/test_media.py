@@ -42,6 +42,17 @@ def test_png_round_trip(tmp_path):
         media.save(picture, tmp_path / "d.jpeg2")
 
 
+def test_zoom_repeats_every_pixel(tmp_path):
+    picture = np.random.default_rng(2).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    big = np.asarray(Image.open(media.save(picture, tmp_path / "z.png", zoom=3)))
+    assert big.shape == (15, 21, 3)
+    for i in range(3):
+        for j in range(3):
+            np.testing.assert_array_equal(big[i::3, j::3], picture)
+    with pytest.raises(ValueError, match="zoom"):
+        media.save(picture, tmp_path / "y.png", zoom=0)
+
+
 def test_gif_round_trip(tmp_path):
     frames = palette_frames(5)
     path = media.save(frames, tmp_path / "clip.gif", fps=10)
