@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import re
+import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -375,23 +376,29 @@ def make_components(seed: int = 0) -> DemoComponents:
 
 
 def save_components(components: DemoComponents, folder: Path, notes: dict[str, Any] | None = None) -> None:
-    """Write the preset layout (see presets/demo/README.md); `notes` goes to training.json."""
+    """Write the preset layout (see presets/demo/README.md) in one atomic swap, so a crash leaves
+    the previous folder whole; `notes` goes to training.json, an existing README.md is kept."""
     from safetensors.torch import save_file
 
-    folder = Path(folder)
-    (folder / "text_encoder").mkdir(parents=True, exist_ok=True)
-    model = components.transformer
-    (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
-    state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "pos_embed.pos_embed"}
-    save_file(state, str(folder / "model.safetensors"))
-    components.text_encoder.save_pretrained(str(folder / "text_encoder"), safe_serialization=True)
-    save_tokenizer(components.tokenizer, folder / "tokenizer")
-    save_tokenizer(components.tokenizer, folder / "text_encoder")  # a complete T5 folder for export
-    _write_json(folder / "scheduler" / "scheduler_config.json", scheduler_config(components.scheduler))
-    vae = dataclasses.asdict(space_to_depth(components.spatial_compression).config())
-    _write_json(folder / "vae" / "config.json", vae)
-    if notes is not None:
-        _write_json(folder / "training.json", notes)
+    from ptdit_export.export.artifacts import atomic_dir
+
+    final = Path(folder)
+    with atomic_dir(final) as out:
+        if (final / "README.md").is_file():
+            shutil.copy2(final / "README.md", out / "README.md")
+        (out / "text_encoder").mkdir()
+        model = components.transformer
+        (out / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+        state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "pos_embed.pos_embed"}
+        save_file(state, str(out / "model.safetensors"))
+        components.text_encoder.save_pretrained(str(out / "text_encoder"), safe_serialization=True)
+        save_tokenizer(components.tokenizer, out / "tokenizer")
+        save_tokenizer(components.tokenizer, out / "text_encoder")  # a complete T5 folder for export
+        _write_json(out / "scheduler" / "scheduler_config.json", scheduler_config(components.scheduler))
+        vae = dataclasses.asdict(space_to_depth(components.spatial_compression).config())
+        _write_json(out / "vae" / "config.json", vae)
+        if notes is not None:
+            _write_json(out / "training.json", notes)
 
 
 def load_components(folder: str | Path = DEMO_DIR) -> DemoComponents:

@@ -147,6 +147,61 @@ def test_demo_latents_are_the_exact_space_to_depth_of_the_pictures():
     torch.testing.assert_close(vae.decode(z)[:, :, 0], x, rtol=0, atol=2**-24)
 
 
+def test_saved_components_load_back_identically_and_atomically(tmp_path, monkeypatch):
+    comps = demo.make_components(seed=3)
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    (folder / "README.md").write_text("kept\n")
+    demo.save_components(comps, folder, notes={"steps": 0})
+    assert (folder / "README.md").read_text() == "kept\n"
+    back = demo.load_components(folder)
+    prompts = ["a red circle on a blue background, left", "a white square on a black background"]
+    np.testing.assert_array_equal(back.generate(prompts, 5, steps=2), comps.generate(prompts, 5, steps=2))
+
+    # a crash while writing leaves the previous folder whole, with no partial folder beside it
+    import safetensors.torch
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        demo.save_components(demo.make_components(seed=4), folder)
+    np.testing.assert_array_equal(
+        demo.load_components(folder).generate(prompts, 5, steps=2), comps.generate(prompts, 5, steps=2)
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
+
+
+def test_missing_weights_name_the_training_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="samples/train_demo.py"):
+        demo.load_components(tmp_path)
+
+
+@pytest.mark.slow
+def test_training_script_runs_and_writes_a_loadable_preset(tmp_path):
+    """samples/train_demo.py end to end for a few steps: progress bar, loss curve, preset folder."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out, docs = tmp_path / "demo", tmp_path / "docs"
+    run = subprocess.run(
+        [sys.executable, str(root / "samples" / "train_demo.py"), "--steps", "6", "--batch", "4",
+         "--eval-every", "3", "--eval-seeds", "1", "--eval-steps", "2", "--threads", "1",
+         "--out", str(out), "--docs", str(docs)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "train demo" in run.stderr and "6/6" in run.stderr  # the progress bar
+    notes = json.loads((out / "training.json").read_text())
+    assert notes["settings"]["steps"] == 6 and len(notes["adherence_during_training"]) == 2
+    assert set(notes["held_out_adherence"]) == {"foreground", "background", "colours", "position", "shape"}
+    assert (docs / "demo_loss.png").stat().st_size > 1000
+    comps = demo.load_components(out)
+    assert comps.generate(["a red circle on a blue background"], 0, steps=2).shape == (1, 32, 32, 3)
+
+
 # --------------------------------------------------------------- the shipped model
 
 
@@ -201,6 +256,14 @@ def test_shipped_tokenizer_matches_the_builder_in_transformers_and_in_the_runtim
         assert again["input_ids"] == built["input_ids"]
     ids, mask = Tokenizer(demo.DEMO_DIR / "tokenizer", demo.MAX_LENGTH)(captions)
     assert ids.tolist() == built["input_ids"] and mask.tolist() == built["attention_mask"]
+
+
+def test_runtime_tokenizer_names_words_outside_the_vocabulary():
+    from ptdit_runtime.text import Tokenizer
+
+    tok = Tokenizer(demo.DEMO_DIR / "tokenizer", demo.MAX_LENGTH)
+    got = tok.unknown_words(["a purple cat on a blue background", "A Red circle on a blue background, left"])
+    assert got == [["purple", "cat"], []]  # lower-cased by the tokenizer, so "A Red" is known
 
 
 def test_preset_components_describe_the_shipped_pipeline():

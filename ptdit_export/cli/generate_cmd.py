@@ -97,11 +97,17 @@ def generate(
     except (MissingComponent, ValueError) as err:
         raise click.ClickException(str(err)) from None
     out = output_path(out, checked.frames)
-    for i, n in enumerate(_token_counts(folder, prompt)):
+    for i, (n, unknown) in enumerate(_token_report(folder, prompt)):
         if n > folder.text_config.max_length:
             click.echo(
                 f"warning: prompt {i + 1} has {n} tokens; the text encoder takes "
                 f"{folder.text_config.max_length}, the rest is cut off",
+                err=True,
+            )
+        if unknown:
+            click.echo(
+                f"warning: prompt {i + 1}: the tokenizer does not know {', '.join(map(repr, unknown))} "
+                "(each is read as the unknown token)",
                 err=True,
             )
 
@@ -137,12 +143,14 @@ def generate(
     click.echo(result.timings.table())
 
 
-def _token_counts(folder, prompts) -> list[int]:
+def _token_report(folder, prompts) -> list[tuple[int, list[str]]]:
+    """Per prompt: tokens before truncation, and the words the vocabulary lacks."""
     if folder.tokenizer_dir is None or folder.text_config is None:
         return []
     from ptdit_runtime.text import Tokenizer
 
-    return Tokenizer(folder.tokenizer_dir, folder.text_config.max_length).count(list(prompts))
+    tokenizer = Tokenizer(folder.tokenizer_dir, folder.text_config.max_length)
+    return list(zip(tokenizer.count(list(prompts)), tokenizer.unknown_words(list(prompts))))
 
 
 COMMANDS = [generate]

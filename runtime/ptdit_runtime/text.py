@@ -43,11 +43,14 @@ class Tokenizer:
             )
         self.max_length = max_length
         self._tok = HFTokenizer.from_file(str(path))
-        pad = None
+        pad = unk = None
         for name in ("tokenizer_config.json", "special_tokens_map.json"):
-            if pad is None and (folder / name).is_file():
-                pad = _token_text(json.loads((folder / name).read_text()).get("pad_token"))
+            if (folder / name).is_file():
+                special = json.loads((folder / name).read_text())
+                pad = pad or _token_text(special.get("pad_token"))
+                unk = unk or _token_text(special.get("unk_token"))
         pad = pad or "<pad>"
+        self._unk_id = self._tok.token_to_id(unk or "<unk>")
         pad_id = self._tok.token_to_id(pad)
         if pad_id is None:
             raise ValueError(f"pad token {pad!r} of {folder} is not in its vocabulary")
@@ -60,6 +63,15 @@ class Tokenizer:
     def count(self, prompts: Sequence[str]) -> list[int]:
         """Tokens per prompt, special tokens included, before truncation."""
         return [len(e.ids) for e in self._tok.encode_batch(list(prompts))]
+
+    def unknown_words(self, prompts: Sequence[str]) -> list[list[str]]:
+        """Per prompt, the pieces of text the vocabulary lacks (each becomes the unknown token)."""
+        if self._unk_id is None:
+            return [[] for _ in prompts]
+        return [
+            [text[a:b] for i, (a, b) in zip(e.ids, e.offsets) if i == self._unk_id]
+            for text, e in zip(prompts, self._tok.encode_batch(list(prompts)))
+        ]
 
     def __call__(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(input_ids, attention_mask), both int64 [B, max_length]; warns about truncation."""
@@ -86,6 +98,15 @@ class TextEncoder:
         self.output = (
             "last_hidden_state" if "last_hidden_state" in engine.outputs else next(iter(engine.outputs))
         )
+
+    def unknown_words(self, prompts: Sequence[str]) -> list[list[str]]:
+        """Per prompt, the pieces of text the vocabulary lacks (each becomes the unknown token)."""
+        if self._unk_id is None:
+            return [[] for _ in prompts]
+        return [
+            [text[a:b] for i, (a, b) in zip(e.ids, e.offsets) if i == self._unk_id]
+            for text, e in zip(prompts, self._tok.encode_batch(list(prompts)))
+        ]
 
     def __call__(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         ids, mask = self.tokenizer(prompts)
