@@ -99,15 +99,6 @@ class TextEncoder:
             "last_hidden_state" if "last_hidden_state" in engine.outputs else next(iter(engine.outputs))
         )
 
-    def unknown_words(self, prompts: Sequence[str]) -> list[list[str]]:
-        """Per prompt, the pieces of text the vocabulary lacks (each becomes the unknown token)."""
-        if self._unk_id is None:
-            return [[] for _ in prompts]
-        return [
-            [text[a:b] for i, (a, b) in zip(e.ids, e.offsets) if i == self._unk_id]
-            for text, e in zip(prompts, self._tok.encode_batch(list(prompts)))
-        ]
-
     def __call__(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         ids, mask = self.tokenizer(prompts)
         out = self.engine.run({"input_ids": ids, "attention_mask": mask})[self.output]
