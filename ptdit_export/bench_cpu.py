@@ -160,27 +160,30 @@ def _import_libraries() -> None:
     import ptdit_export.model  # noqa: F401
 
 
-def vm_hwm_kb() -> int:
-    """This process's resident-set high-water mark in kB (VmHWM; ru_maxrss off Linux)."""
+def _proc_status_kb(field: str) -> int | None:
+    """A kB figure of /proc/self/status (VmHWM, VmRSS); None off Linux."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except OSError:
         pass
-    import resource
+    return None
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def vm_hwm_kb() -> int:
+    """This process's resident-set high-water mark in kB (VmHWM; ru_maxrss off Linux)."""
+    kb = _proc_status_kb("VmHWM")
+    if kb is None:
+        import resource
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb
 
 
 def vm_rss_kb() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return vm_hwm_kb()
+    kb = _proc_status_kb("VmRSS")
+    return vm_hwm_kb() if kb is None else kb
 
 
 def _idle_kb() -> int:
@@ -236,7 +239,7 @@ def _export_one(transformer, cfg: Config, path: str, settings, seed: int) -> Non
     model = build_model(cfg, seed)
     # the project's exporter (`onnx_from_model` takes PT-DiTs only: the dense baselines have no
     # windows to check), with the same settings it would use for a static portable graph
-    program = transformer._export_program(transformer.graph_model(model, "fp32"), settings)
+    program = transformer.export_program(transformer.graph_model(model, "fp32"), settings)
     proto = program.model_proto
     proto.ir_version = transformer.IR_VERSION
     tmp = Path(path + ".partial")

@@ -330,7 +330,7 @@ class DemoComponents:
         }
     )
     image_size: int = IMAGE_SIZE
-    spatial_compression: int = 2
+    spatial_compression: int = DEMO_COMPONENTS["vae_scale"]
 
     def encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Captions -> (T5 features [B, L, 64], mask [B, L] 1 keep / 0 pad), L = MAX_LENGTH."""

@@ -102,10 +102,14 @@ class _Body:
         """Element i of a 1-D int64 tensor, as a [1] tensor."""
         return self("Slice", vec, self.const(i), self.const(i + 1))
 
+    def dims(self, *parts: str | tuple[str, int]) -> str:
+        """A 1-D int64 shape: each part is a 1-D tensor, or (vector, i) for its element i."""
+        return self("Concat", *(self.pick(*p) if isinstance(p, tuple) else p for p in parts), axis=0)
+
 
 def _heads_split(b: _Body, x: str, heads: str, perm: list[int]) -> str:
     """[R, N, H*dh] -> transposed [R, H, N, dh] (or as `perm` says), in fp32."""
-    shape = b("Concat", b("Slice", b("Shape", x), b.const(0), b.const(2)), heads, b.const(-1), axis=0)
+    shape = b.dims(b("Slice", b("Shape", x), b.const(0), b.const(2)), heads, b.const(-1))
     return b("Transpose", b("Reshape", b("Cast", x, to=TensorProto.FLOAT), shape), perm=perm)
 
 
@@ -135,20 +139,12 @@ def proxy_pool_function() -> onnx.FunctionProto:
     grp = b.attr("groups", onnx.AttributeProto.INTS)
     per = b("Div", win, grp)  # members per group along each axis
     xs = b("Shape", "x")
-    shape = b(
-        "Concat",
-        b.pick(xs, 0),
-        b.pick(win, 0),
-        b.pick(per, 1),
-        b.pick(grp, 1),
-        b.pick(per, 2),
-        b.pick(grp, 2),
-        b.pick(xs, 2),
-        axis=0,
+    shape = b.dims(
+        (xs, 0), (win, 0), (per, 1), (grp, 1), (per, 2), (grp, 2), (xs, 2)
     )  # (R, wf, wh/gh, gh, ww/gw, gw, C)
     x = b("Transpose", b("Reshape", b("Cast", "x", to=TensorProto.FLOAT), shape), perm=[0, 1, 2, 4, 3, 5, 6])
     s = b("Mul", b.pick(grp, 1), b.pick(grp, 2))
-    x = b("Reshape", x, b("Concat", b.pick(xs, 0), b.const(-1), s, b.pick(xs, 2), axis=0))
+    x = b("Reshape", x, b.dims((xs, 0), b.const(-1), s, (xs, 2)))
     mean = b("ReduceMean", x, b.const(1), keepdims=0)  # (R, S, C)
     b.nodes.append(helper.make_node("CastLike", [mean, "x"], ["proxies"]))
     return _function(ops.PROXY_POOL, ["x"], b.nodes, ["window", "groups"], outputs=["proxies"])
@@ -159,22 +155,11 @@ def _roll_windows(b: _Body, x: str, grid: str, win: str, sign: int) -> str:
     xs = b("Shape", x)
     n_win = b("Div", grid, win)  # windows per axis
     c = b.pick(xs, 2)
-    split = b(
-        "Concat",
-        b.const(-1),
-        b.pick(n_win, 0),
-        b.pick(n_win, 1),
-        b.pick(n_win, 2),
-        b.pick(win, 0),
-        b.pick(win, 1),
-        b.pick(win, 2),
-        c,
-        axis=0,
-    )
+    split = b.dims(b.const(-1), (n_win, 0), (n_win, 1), (n_win, 2), (win, 0), (win, 1), (win, 2), c)
     g = b(
         "Transpose", b("Reshape", x, split), perm=[0, 1, 4, 2, 5, 3, 6, 7]
     )  # (B, nf, wf, nh, wh, nw, ww, C)
-    g = b("Reshape", g, b("Concat", b.const(-1), grid, c, axis=0))  # (B, F, h, w, C)
+    g = b("Reshape", g, b.dims(b.const(-1), grid, c))  # (B, F, h, w, C)
     shift = b("Div", win, b.const([2, 2, 2]))
     for axis in range(3):
         length = b.pick(grid, axis)
@@ -185,18 +170,7 @@ def _roll_windows(b: _Body, x: str, grid: str, win: str, sign: int) -> str:
         head = b("Slice", g, cut, length, ax)
         tail = b("Slice", g, b.const(0), cut, ax)
         g = b("Concat", head, tail, axis=axis + 1)
-    split2 = b(
-        "Concat",
-        b.const(-1),
-        b.pick(n_win, 0),
-        b.pick(win, 0),
-        b.pick(n_win, 1),
-        b.pick(win, 1),
-        b.pick(n_win, 2),
-        b.pick(win, 2),
-        c,
-        axis=0,
-    )
+    split2 = b.dims(b.const(-1), (n_win, 0), (win, 0), (n_win, 1), (win, 1), (n_win, 2), (win, 2), c)
     g = b("Transpose", b("Reshape", g, split2), perm=[0, 1, 3, 5, 2, 4, 6, 7])
     return b("Reshape", g, xs)
 
@@ -224,18 +198,9 @@ def _region_bias(b: _Body, grid: str, win: str) -> str:
     lw = b("Unsqueeze", labels[2], b.const([0, 1]))
     lab = b("Add", b("Add", lf, lh), lw)  # (F, h, w)
     n_win = b("Div", grid, win)
-    split = b(
-        "Concat",
-        b.pick(n_win, 0),
-        b.pick(win, 0),
-        b.pick(n_win, 1),
-        b.pick(win, 1),
-        b.pick(n_win, 2),
-        b.pick(win, 2),
-        axis=0,
-    )
+    split = b.dims((n_win, 0), (win, 0), (n_win, 1), (win, 1), (n_win, 2), (win, 2))
     lab = b("Transpose", b("Reshape", lab, split), perm=[0, 2, 4, 1, 3, 5])
-    lab = b("Reshape", lab, b("Concat", b.const(-1), b("ReduceProd", win, keepdims=1), axis=0))  # (nW, N)
+    lab = b("Reshape", lab, b.dims(b.const(-1), b("ReduceProd", win, keepdims=1)))  # (nW, N)
     differs = b("Not", b("Equal", b("Unsqueeze", lab, b.const(1)), b("Unsqueeze", lab, b.const(2))))
     return b("Mul", b("Cast", differs, to=TensorProto.FLOAT), b("Constant", value_float=-10000.0))
 
@@ -249,16 +214,10 @@ def shifted_window_attention_function() -> onnx.FunctionProto:
     n_win = b("ReduceProd", b("Div", grid, win), keepdims=1)
 
     def to_scores(s):  # (R, H, N, N) -> (B, nW, H, N, N) so the bias broadcasts per window
-        return b(
-            "Reshape",
-            s,
-            b("Concat", b.const(-1), n_win, b("Slice", b("Shape", s), b.const(1), b.const(4)), axis=0),
-        )
+        return b("Reshape", s, b.dims(b.const(-1), n_win, b("Slice", b("Shape", s), b.const(1), b.const(4))))
 
     def from_scores(s):
-        return b(
-            "Reshape", s, b("Concat", b.const(-1), b("Slice", b("Shape", s), b.const(2), b.const(5)), axis=0)
-        )
+        return b("Reshape", s, b.dims(b.const(-1), b("Slice", b("Shape", s), b.const(2), b.const(5))))
 
     bias = b("Unsqueeze", bias, b.const([0, 2]))  # (1, nW, 1, N, N)
     out = _attention(b, q, k, v, bias, to_scores, from_scores)

@@ -191,7 +191,9 @@ def _dynamic_shapes(config, settings: ExportSettings) -> dict | None:
     }
 
 
-def _export_program(model, settings: ExportSettings):
+def export_program(model, settings: ExportSettings):
+    """torch.onnx's program for `model` (a PT-DiT or a dense baseline) under `settings`; the
+    tracing step of `onnx_from_model`, without its checks, files and function bodies."""
     from ptdit_export.export import plugin_ops  # noqa: F401  (registers the onnx-plugin backend)
     from ptdit_export.model.attention import use_backend
 
@@ -225,7 +227,7 @@ def onnx_from_model(
     )
     t0 = time.perf_counter()
     log.info("[1/4] tracing %s graph (%s, opset %d)", settings.graph, settings.precision, settings.opset)
-    program = _export_program(graph_model(model, settings.precision), settings)
+    program = export_program(graph_model(model, settings.precision), settings)
     proto = program.model_proto
     log.info("[2/4] finishing the graph (%.1f s)", time.perf_counter() - t0)
     if settings.graph == "plugin":

@@ -46,11 +46,12 @@ DEMO = PTDiTConfig(
     proxy_compress_ratios=(1, 2, 2),
     shift_window=True,
 )
+_DEMO_SCALE = 2  # pixels per latent: space-to-depth 2
 DEMO_COMPONENTS = {
     "text_encoder": str(DEMO_DIR / "text_encoder"),  # T5 weights with the tokenizer beside them
     "max_length": 16,  # caption tokens
-    "vae": "space-to-depth:2",
-    "vae_scale": 2,  # pixels per latent
+    "vae": f"space-to-depth:{_DEMO_SCALE}",
+    "vae_scale": _DEMO_SCALE,
     "scheduler": str(DEMO_DIR / "scheduler"),  # a folder holding scheduler_config.json
 }
 
@@ -100,10 +101,6 @@ PRESETS: dict[str, Preset] = {
         "tests: tiny with a temporal window of 2",
     ),
 }
-
-
-def preset_names() -> list[str]:
-    return list(PRESETS)
 
 
 def default_model() -> str:

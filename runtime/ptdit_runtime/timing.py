@@ -35,16 +35,6 @@ class Timings:
         self.loop += other.loop
         self.vae += other.vae
 
-    def as_dict(self) -> dict[str, float]:
-        return {
-            "text_encoder_ms": self.text_encoder * 1e3,
-            "transformer_ms": self.engine * 1e3,
-            "transformer_calls": len(self.transformer),
-            "outside_engine_ms": self.outside_engine * 1e3,
-            "vae_ms": self.vae * 1e3,
-            "total_ms": self.total * 1e3,
-        }
-
     def table(self) -> str:
         rows = [
             ("text encoder", self.text_encoder),
