@@ -14,13 +14,16 @@ from ptdit_export import __version__
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def main(verbose: int) -> None:
     """PT-DiT deployment: model -> ONNX -> engine -> runtime."""
-    # ours at INFO (-v: DEBUG); other libraries' chatter (onnx_ir, torch.onnx) only from -vv
+    # ours at INFO (-v: DEBUG); other libraries' log records (onnx_ir) only from -vv
     level = logging.WARNING - 10 * min(verbose + 1, 2)
     logging.basicConfig(
         level=logging.DEBUG if verbose >= 2 else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     for ours in ("ptdit_export", "ptdit_runtime"):
         logging.getLogger(ours).setLevel(level)
+    # other libraries' Python warnings (torch.onnx's axis renaming, deprecations) go the same way
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
 
 
 def _register() -> None:
