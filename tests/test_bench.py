@@ -11,8 +11,10 @@ import dataclasses
 
 import pytest
 
-from ptdit_export import bench, bench_cpu
-from ptdit_export.bench import BenchSettings, SweepPoint
+from ptdit_export.bench import cpu as bench_cpu
+from ptdit_export.bench import sweep as bench
+from ptdit_export.bench.run import run_sweep
+from ptdit_export.bench.sweep import BenchSettings, SweepPoint
 from ptdit_export.flops import model_flops
 from ptdit_export.model.dense import DenseDiTConfig, count_parameters
 from ptdit_export.model.presets import PRESETS
@@ -209,7 +211,7 @@ def test_cuda_sweep_reports_utilisation():
         model="tiny", device="cuda", backends=("eager",), resolutions=(256,), video_frames=(),
         repeats=1, max_memory_gb=None, max_gflops=None, peak_tflops=989.0,
     )  # fmt: skip
-    results = bench.run_sweep(s)
+    results = run_sweep(s)
     for key, run in results["points"][0]["runs"]["eager"].items():
         assert run["ms"] > 0 and run["peak_mb"] > 0, key
         assert 0 < run["mfu"] < 1, key  # analytic FLOPs over time cannot beat the device peak

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from ptdit_export import bench_report
+from ptdit_export.bench import report as bench_report
 from ptdit_export.cli.bench_cmd import bench as bench_cmd
 
 

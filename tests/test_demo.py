@@ -340,7 +340,7 @@ def test_runtime_pipeline_draws_what_pytorch_draws(shipped, tmp_path):
     """Export the shipped demo (fp32 portable graph, T5, space-to-depth decoder, scheduler),
     run it with ptdit_runtime on ONNX Runtime, and compare with the PyTorch pictures from the
     same seeds, within the runtime's loop tolerance (relative max error, fp32)."""
-    from ptdit_export.build.components import write_components
+    from ptdit_export.builder.components import write_components
     from ptdit_export.export.transformer import ExportSettings, onnx_from_model
     from ptdit_runtime.pipeline import Pipeline
 

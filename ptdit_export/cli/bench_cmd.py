@@ -95,8 +95,9 @@ def bench(**opts) -> None:
 
     Writes the results JSON and two plots into --out and, with --doc, the tables into the document.
     """
-    from ptdit_export import bench_report
-    from ptdit_export.bench import BenchSettings, run_sweep
+    from ptdit_export.bench import report as bench_report
+    from ptdit_export.bench.run import run_sweep
+    from ptdit_export.bench.sweep import BenchSettings
 
     out = Path(opts["out"])
     out.mkdir(parents=True, exist_ok=True)

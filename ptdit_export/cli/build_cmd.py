@@ -14,13 +14,13 @@ RANGES = ("prompts", "height", "width", "frames", "text_len")  # min,opt,max opt
 
 def ascend_options(fn):
     """--soc-version, --dynamic-dims, --precision-mode (used with --backend ascend)."""
-    from ptdit_export.build.ascend import CLICK_OPTIONS
+    from ptdit_export.builder.ascend import CLICK_OPTIONS
 
     return functools.reduce(lambda f, option: option(f), reversed(CLICK_OPTIONS), fn)
 
 
 def _build_ascend(model: str, out_dir: Path, scale: int, ranges: dict, o: dict) -> None:
-    from ptdit_export.build.ascend import AtcFailed, AtcUnavailable, build_from_cli, describe
+    from ptdit_export.builder.ascend import AtcFailed, AtcUnavailable, build_from_cli, describe
 
     try:
         report = build_from_cli(
@@ -105,10 +105,10 @@ def _range(value: str | None, name: str) -> tuple[int, int, int] | None:
 @ascend_options
 def build(model: str | None, out_dir: Path | None, vae_scale: int | None, **o) -> None:
     """Export and build an engine folder for the best available backend."""
-    from ptdit_export.build.pipeline import BuildSettings
-    from ptdit_export.build.pipeline import build as run_build
-    from ptdit_export.build.profiles import ShapeRange
-    from ptdit_export.build.tensorrt import TensorRTUnavailable
+    from ptdit_export.builder.pipeline import BuildSettings
+    from ptdit_export.builder.pipeline import build as run_build
+    from ptdit_export.builder.profiles import ShapeRange
+    from ptdit_export.builder.tensorrt import TensorRTUnavailable
     from ptdit_export.model.presets import PRESETS, default_model
 
     model = model or default_model()

@@ -63,11 +63,11 @@ def flops(
     well the analytic count matches FlopCounterMode on the model at the smallest resolution.
     """
     from ptdit_export.flops import flops_report, format_report
-    from ptdit_export.model import PTDiTConfig
+    from ptdit_export.model import load_config
 
     resolutions = list(resolution + more_resolutions) or list(DEFAULT_RESOLUTIONS)
     try:
-        cfg = PTDiTConfig.load(model)
+        cfg = load_config(model)
         report = flops_report(
             cfg,
             resolutions,

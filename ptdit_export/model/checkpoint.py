@@ -151,7 +151,7 @@ def find_files(path: Path) -> tuple[Path | None, Path]:
 
 def model_from_pretrained(cls, path, dtype: torch.dtype | None = None, strict: bool = True):
     """Build `cls` from config.json beside the weights, load, and cast."""
-    from ptdit_export.model.config import PTDiTConfig
+    from ptdit_export.model.presets import load_config
 
     config_path, weights_path = find_files(Path(path))
     if config_path is None:
@@ -159,7 +159,7 @@ def model_from_pretrained(cls, path, dtype: torch.dtype | None = None, strict: b
             f"no config.json beside {weights_path}; write the predictor block of the inference "
             "config there (or the whole inference JSON with a 'predictor' key)"
         )
-    cfg = PTDiTConfig.load(config_path)
+    cfg = load_config(config_path)
     with torch.device("meta"):
         model = cls(cfg)
     state = normalise_state_dict(read_weights(weights_path), model)

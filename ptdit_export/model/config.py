@@ -9,11 +9,9 @@ cannot honour are rejected with a message naming the field.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -164,29 +162,6 @@ class PTDiTConfig:
         if extra:
             log.debug("PTDiT config: ignoring unknown fields %s", sorted(extra))
         return cls(**kwargs, extra=extra)
-
-    @classmethod
-    def load(cls, source: str | Path | dict[str, Any] | PTDiTConfig) -> PTDiTConfig:
-        """A config from a dict, a JSON path, a folder holding config.json, or a preset name."""
-        if isinstance(source, PTDiTConfig):
-            return source
-        if isinstance(source, dict):
-            return cls.from_dict(source)
-        text = str(source)
-        from ptdit_export.model.presets import PRESETS
-
-        if text in PRESETS:
-            return PRESETS[text].config
-        path = Path(text)
-        if path.is_dir():
-            path = path / "config.json"
-        if not path.is_file():
-            raise ValueError(f"{text!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON config file")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err}); pass a predictor config") from err
-        return cls.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -6,6 +6,7 @@ the meta device and counts.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,3 +107,24 @@ PRESETS: dict[str, Preset] = {
 def default_model() -> str:
     """The model commands use when none is named: the shipped trained demo, else `tiny`."""
     return "demo" if (DEMO_DIR / "model.safetensors").is_file() else "tiny"
+
+
+def load_config(source: str | Path | dict[str, Any] | PTDiTConfig) -> PTDiTConfig:
+    """A config from a dict, a JSON path, a folder holding config.json, or a preset name."""
+    if isinstance(source, PTDiTConfig):
+        return source
+    if isinstance(source, dict):
+        return PTDiTConfig.from_dict(source)
+    text = str(source)
+    if text in PRESETS:
+        return PRESETS[text].config
+    path = Path(text)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        raise ValueError(f"{text!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON config file")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); pass a predictor config") from err
+    return PTDiTConfig.from_dict(data)

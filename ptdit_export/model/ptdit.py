@@ -14,6 +14,7 @@ from ptdit_export.model.block import PTDiTBlock
 from ptdit_export.model.config import PTDiTConfig
 from ptdit_export.model.embeddings import AdaLNSingle, CaptionProjection, PatchEmbed
 from ptdit_export.model.linear import Linear
+from ptdit_export.model.presets import load_config
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class PTDiT(nn.Module):
     # ------------------------------------------------------------ building
     @classmethod
     def from_config(cls, config: str | Path | dict[str, Any] | PTDiTConfig, **overrides: Any) -> PTDiT:
-        cfg = PTDiTConfig.load(config)
+        cfg = load_config(config)
         return cls(cfg.replace(**overrides) if overrides else cfg)
 
     @classmethod

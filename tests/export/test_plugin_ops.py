@@ -11,7 +11,7 @@ from onnx import TensorProto, helper
 
 from ptdit_export import ops
 from ptdit_export.export import plugin_ops
-from ptdit_export.model import PTDiT, PTDiTConfig
+from ptdit_export.model import PTDiT, load_config
 from ptdit_export.model.attention import use_backend
 from tests.conftest import assert_close, randomise
 
@@ -73,7 +73,7 @@ def test_function_bodies_equal_the_op_references(window, grid, groups):
 def test_plugin_backend_in_eager_mode_equals_the_reference_model():
     """The fused-shift formulation (modulation gathered per token, attention rolling itself)
     gives the release's result, also with a different timestep per sample."""
-    cfg = PTDiTConfig.load("tiny").replace(compress_ratios=(1, 4, 4), proxy_compress_ratios=(1, 2, 2))
+    cfg = load_config("tiny").replace(compress_ratios=(1, 4, 4), proxy_compress_ratios=(1, 2, 2))
     model = randomise(PTDiT(cfg)).eval()
     g = torch.Generator().manual_seed(1)
     args = (

@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ptdit_export.model import PTDiT, PTDiTConfig
+from ptdit_export.model import PTDiT, load_config
 from ptdit_export.model.checkpoint import CheckpointError
 from tests.conftest import randomise
 
-CFG = PTDiTConfig.load("tiny")
+CFG = load_config("tiny")
 
 
 def write_config(folder, cfg=CFG, wrap=False):

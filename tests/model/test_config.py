@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from ptdit_export.model import PTDiT, PTDiTConfig, window_schedule
+from ptdit_export.model import PTDiT, PTDiTConfig, load_config, window_schedule
 from ptdit_export.model.presets import PRESETS
 
 RELEASED_PREDICTOR = {
@@ -39,7 +39,7 @@ def test_official_predictor_block_and_whole_config(tmp_path):
     assert PTDiTConfig.from_dict(RELEASED_PREDICTOR) == PRESETS["qihoo-t2x-1.1b"].config
     path = tmp_path / "inference.json"
     path.write_text(json.dumps({"predictor": RELEASED_PREDICTOR, "text_encoder": {}}))
-    assert PTDiTConfig.load(path).hidden_size == 1152
+    assert load_config(path).hidden_size == 1152
     assert PTDiT.from_config("tiny").config == PRESETS["tiny"].config
 
 
@@ -73,7 +73,7 @@ def test_values_that_cannot_be_honoured_are_rejected(change, match):
 
 def test_unknown_preset_or_file():
     with pytest.raises(ValueError, match="neither a preset"):
-        PTDiTConfig.load("no-such-model")
+        load_config("no-such-model")
 
 
 def test_window_schedule_of_the_paper():

@@ -16,13 +16,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from ptdit_export.build import ascend as A
-from ptdit_export.build import atc_graph as G
+from ptdit_export.builder import ascend as A
+from ptdit_export.builder import atc_graph as G
 from ptdit_export.export.verify import verify_dir
-from ptdit_export.model import PTDiTConfig
+from ptdit_export.model import load_config
 from ptdit_export.tolerances import tolerance
 
-TINY = PTDiTConfig.load("tiny")  # patch 2, window 4: sizes step by 8 latents = 64 px
+TINY = load_config("tiny")  # patch 2, window 4: sizes step by 8 latents = 64 px
 FP32 = tolerance("onnx", "fp32")
 
 

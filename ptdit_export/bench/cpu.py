@@ -2,7 +2,7 @@
 
 `CpuRunner(settings)(base, point)` exports the point's static portable fp32 graphs (in a child
 process, cached by config and shape), starts one worker process per planned (model, backend),
-makes them take turns (`ptdit_export.bench.interleave`) and reads each worker's VmHWM at the end.
+makes them take turns (`sweep.interleave`) and reads each worker's VmHWM at the end.
 Workers: ONNX Runtime CPU sessions (no memory arena, so a step's activations go back to the system
 between turns) or PyTorch eager with the "sdpa" attention backend, at settings.threads threads.
 """
@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ptdit_export.bench import (
+from ptdit_export.bench.sweep import (
     BenchSettings,
     Config,
     SweepPoint,

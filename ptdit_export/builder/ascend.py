@@ -33,7 +33,7 @@ from typing import Any
 import click
 
 from ptdit_export import __version__
-from ptdit_export.build.atc_graph import (
+from ptdit_export.builder.atc_graph import (
     AXES,
     MAX_OPSET,
     PROFILES,
@@ -157,7 +157,7 @@ def graph_shape(
     config, prompts: int, height: int, width: int, frames: int, text_len: int, cfg: bool, vae_scale: int
 ) -> AtcShape:
     """Prompts and pixels -> graph batch and latent sizes (checked against the windows)."""
-    from ptdit_export.build.profiles import ShapeRange
+    from ptdit_export.builder.profiles import ShapeRange
 
     p = ShapeRange(
         prompts=(prompts,) * 3,
@@ -437,15 +437,15 @@ def build_ascend(
     for parse_shapes, or (prompts, height, width, frames) tuples, None meaning the defaults given
     here): 2..100 ATC profiles. Returns a report dict; `om_built` says whether an .om exists.
     """
-    from ptdit_export.build import manifest as mf
+    from ptdit_export.builder import manifest as mf
     from ptdit_export.export.source import model_from_source, source_of
     from ptdit_export.export.transformer import onnx_from_model
-    from ptdit_export.model import PTDiTConfig
+    from ptdit_export.model import load_config
     from ptdit_export.model.presets import PRESETS
 
     out_dir = Path(out_dir)
     source = source_of(model_arg, seed)
-    config = PTDiTConfig.load(source.get("checkpoint") or source.get("config") or source["preset"])
+    config = load_config(source.get("checkpoint") or source.get("config") or source["preset"])
     preset = PRESETS.get(model_arg)
     scale = vae_scale or (preset.components.get("vae_scale", 8) if preset else 8)
     native = config.sample_size * scale
@@ -484,7 +484,7 @@ def build_ascend(
     onnx_path = onnx_from_model(model_from_source(source), out_dir, export, source)
     result = ascend_from_onnx(onnx_path, settings, run=run)
 
-    from ptdit_export.build.components import write_components
+    from ptdit_export.builder.components import write_components
 
     write_components(out_dir, model_arg, components or {})
     report = {

@@ -1,4 +1,4 @@
-"""Tables, plots and the document section of an efficiency sweep (`ptdit_export.bench` results).
+"""Tables, plots and the document section of an efficiency sweep (`ptdit_export.bench.run` results).
 
 Everything here reads the results dict only, so a saved JSON re-renders without measuring:
 `format_tables` (Markdown), `goal_check` (PT-DiT / dense ratios against the brief's goal),

@@ -10,15 +10,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ptdit_export.build import manifest as mf
-from ptdit_export.build.pipeline import BuildSettings, build, resolve_backend
-from ptdit_export.build.profiles import ShapeRange, input_shapes
-from ptdit_export.build.tensorrt import TensorRTUnavailable, tensorrt_available
+from ptdit_export.builder import manifest as mf
+from ptdit_export.builder.pipeline import BuildSettings, build, resolve_backend
+from ptdit_export.builder.profiles import ShapeRange, input_shapes
+from ptdit_export.builder.tensorrt import TensorRTUnavailable, tensorrt_available
 from ptdit_export.cli import main
 from ptdit_export.export.source import model_from_source
-from ptdit_export.model import PTDiTConfig
+from ptdit_export.model import load_config
 
-TINY = PTDiTConfig.load("tiny")
+TINY = load_config("tiny")
 
 
 def test_profiles_double_the_batch_for_guidance_and_use_latent_sizes():

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ptdit_export.build import manifest as mf
-from ptdit_export.build.profiles import ShapeRange, input_shapes
+from ptdit_export.builder import manifest as mf
+from ptdit_export.builder.profiles import ShapeRange, input_shapes
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class BuildSettings:
 
 
 def resolve_backend(requested: str) -> str:
-    from ptdit_export.build.tensorrt import import_tensorrt, tensorrt_available
+    from ptdit_export.builder.tensorrt import import_tensorrt, tensorrt_available
 
     if requested == "tensorrt":
         import_tensorrt()  # raises with what to install
@@ -67,7 +67,7 @@ def backend_facts(backend: str, settings: BuildSettings) -> dict[str, Any]:
         return {"backend": backend, "tensorrt": trt.__version__, "device": torch.cuda.get_device_name()}
     import onnxruntime as ort
 
-    from ptdit_export.build.onnxruntime import default_provider
+    from ptdit_export.builder.onnxruntime import default_provider
 
     return {
         "backend": backend,
@@ -87,13 +87,13 @@ def build(
     """Build MODEL_ARG into OUT_DIR; returns the manifest (a cache hit returns the old one)."""
     from ptdit_export.export.source import model_from_source, source_of
     from ptdit_export.export.transformer import ExportSettings, onnx_from_model
-    from ptdit_export.model import PTDiTConfig
+    from ptdit_export.model import load_config
 
     out_dir = Path(out_dir)
     # 1. backend
     backend = resolve_backend(settings.backend)
     source = source_of(model_arg, seed)
-    config = PTDiTConfig.load(source.get("checkpoint") or source.get("config") or source["preset"])
+    config = load_config(source.get("checkpoint") or source.get("config") or source["preset"])
     profiles = settings.shapes.graph_profiles(config, settings.vae_scale)
 
     # 2. cache
@@ -135,13 +135,13 @@ def build(
         facts = _build_tensorrt(onnx_path, folder, config, profiles, settings, out_dir)
         files.append("engine.plan")
     else:
-        from ptdit_export.build.onnxruntime import OPTIMIZED, ort_model_from_onnx
+        from ptdit_export.builder.onnxruntime import OPTIMIZED, ort_model_from_onnx
 
         _, facts = ort_model_from_onnx(onnx_path, settings.provider)
         files.append(OPTIMIZED)
 
     # 5. components
-    from ptdit_export.build.components import write_components
+    from ptdit_export.builder.components import write_components
 
     write_components(out_dir, model_arg, components or {})
 
@@ -164,7 +164,7 @@ def _build_tensorrt(
 ) -> dict:
     import onnx
 
-    from ptdit_export.build.tensorrt import engine_from_onnx, find_plugin_library
+    from ptdit_export.builder.tensorrt import engine_from_onnx, find_plugin_library
     from ptdit_export.export.plugin_ops import strip_functions
 
     library = find_plugin_library(settings.plugin_library)

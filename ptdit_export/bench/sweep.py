@@ -17,8 +17,9 @@ parent's peak. The peak includes the model's weights (and ONNX Runtime's copy of
 
 Sizes whose analytic cost or predicted memory exceed the settings' limits are not run; the table
 says so and why (`skip_reason`). Analytic GFLOPs (`ptdit_export.flops`) sit beside every row.
-The CPU worker processes live in `ptdit_export.bench_cpu`; table, plots and the document section
-come from `ptdit_export.bench_report`.
+This module holds the settings, the points and what both runners share; `run.run_sweep` drives
+the runners of `cpu` (worker processes) and `cuda` (in process); `report` makes the table, plots
+and the document section.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import shlex
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +47,7 @@ from ptdit_export.model.dense import (
     dense_config_equal_params,
     dense_config_equal_width,
 )
+from ptdit_export.model.presets import load_config
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def sweep_points(settings: BenchSettings, patch_size: int = 2) -> list[SweepPoin
 
 def base_config(settings: BenchSettings) -> PTDiTConfig:
     """The PT-DiT measured: the preset's width, at settings.layers (device default when None)."""
-    cfg = PTDiTConfig.load(settings.model)
+    cfg = load_config(settings.model)
     layers = settings.layers or (1 if settings.device == "cpu" else cfg.num_layers)
     return cfg.replace(num_layers=layers)
 
@@ -292,44 +293,6 @@ def peak_tflops(device_name: str, given: float | None = None) -> float:
     raise ValueError(f"no bf16 peak known for {device_name!r}; pass --peak-tflops (dense bf16 TFLOP/s)")
 
 
-# ------------------------------------------------------------------------------ driver
-def run_sweep(
-    settings: BenchSettings,
-    cache_dir: str | Path | None = None,
-    on_point: Callable[[dict], None] | None = None,
-) -> dict[str, Any]:
-    """Measure every point; returns the JSON-ready results (environment, models, points)."""
-    base = base_config(settings)
-    points = sweep_points(settings, base.patch_size)
-    first = point_configs(base, points[0]) if points else {}
-    results: dict[str, Any] = {
-        "settings": settings.to_dict(),
-        "environment": environment(settings),
-        "models": {
-            k: {"layers": c.num_layers, "hidden": c.hidden_size, "parameters": count_parameters(c)}
-            for k, c in first.items()
-        },
-        "points": [],
-    }
-    if settings.device == "cuda":
-        measure = _CudaRunner(settings)
-        results["environment"]["peak_tflops"] = measure.peak_tflops
-    else:
-        from ptdit_export.bench_cpu import CpuRunner
-
-        measure = CpuRunner(settings, cache_dir)
-        results["environment"]["idle_worker_mb"] = measure.idle_kb / 1024
-    t0 = time.perf_counter()
-    for i, point in enumerate(points):
-        log.info("[%d/%d] %s: N = %d, window %s", i + 1, len(points), point.label, point.tokens, point.window)
-        row = measure(base, point)
-        results["points"].append(row)
-        if on_point:
-            on_point(results)
-    results["environment"]["sweep_minutes"] = round((time.perf_counter() - t0) / 60, 1)
-    return results
-
-
 def point_row(point: SweepPoint, cfgs: dict[str, Config], settings: BenchSettings) -> dict[str, Any]:
     flops = {k: model_flops(c, point.grid, settings.batch, settings.text_len) for k, c in cfgs.items()}
     pt, dense = flops["pt-dit"], flops["dense-equal-width"]
@@ -390,76 +353,3 @@ def bench_inputs(cfg: Config, point: SweepPoint, batch: int, text_len: int, seed
         "encoder_hidden_states": rng.standard_normal((batch, text_len, width), dtype=np.float32),
         "encoder_attention_mask": np.ones((batch, text_len), dtype=np.int64),
     }
-
-
-# --------------------------------------------------------------------------- CUDA path
-class _CudaRunner:
-    """One point on a GPU, in process: bf16 eager with SDPA, CUDA-event timing, interleaved models,
-    peak memory from torch.cuda.max_memory_allocated (reset before each run), MFU against the peak."""
-
-    def __init__(self, settings: BenchSettings):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda: torch.cuda.is_available() is False; run on a GPU machine")
-        self.settings = settings
-        self.name = torch.cuda.get_device_name(0)
-        self.peak_tflops = peak_tflops(self.name, settings.peak_tflops)
-        self.gpu_bytes = torch.cuda.get_device_properties(0).total_memory
-
-    def __call__(self, base: PTDiTConfig, point: SweepPoint) -> dict[str, Any]:
-        import torch
-
-        from ptdit_export.model.attention import use_backend
-
-        s = self.settings
-        cfgs = point_configs(base, point)
-        row = point_row(point, cfgs, s)
-        runs = row["runs"]["eager"]
-        models, plan = {}, []
-        for key, cfg in cfgs.items():
-            runs[key] = {"predicted_peak_mb": predicted_peak_bytes(cfg, point, "eager", s) / 2**20}
-            reason = skip_reason(cfg, point, "eager", s, gpu_bytes=self.gpu_bytes)
-            if reason:
-                runs[key]["skipped"] = reason
-                continue
-            plan.append(key)
-            feeds = bench_inputs(cfg, point, s.batch, s.text_len, s.seed)
-            args = [torch.from_numpy(v).cuda() for v in feeds.values()]
-            args = [a.bfloat16() if a.is_floating_point() and i != 1 else a for i, a in enumerate(args)]
-            models[key] = (build_model(cfg, s.seed).to("cuda", torch.bfloat16), args)
-        peaks = dict.fromkeys(plan, 0)
-
-        def run(key: str) -> float:
-            model, args = models[key]
-            torch.cuda.synchronize()
-            before = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            with torch.inference_mode(), use_backend("sdpa"):
-                start.record()
-                model(*args)
-                end.record()
-            torch.cuda.synchronize()
-            peaks[key] = max(peaks[key], torch.cuda.max_memory_allocated() - before)
-            return start.elapsed_time(end) / 1e3
-
-        times = interleave(plan, s.warmup, s.repeats, run)
-        for key, t in zip(plan, times):
-            entry = runs[key] | summarise(t)
-            params = sum(p.numel() * p.element_size() for p in models[key][0].parameters())
-            entry["loaded_mb"] = params / 2**20
-            entry["peak_mb"] = (peaks[key] + params) / 2**20
-            entry["tflops"] = row["gflops"][key] / entry["ms"]  # GFLOP / ms = TFLOP/s
-            entry["mfu"] = entry["tflops"] / self.peak_tflops
-            runs[key] = entry
-            log.info(
-                "  %-18s %9.2f ms  %6.1f TFLOP/s  MFU %.1f%%",
-                key,
-                entry["ms"],
-                entry["tflops"],
-                100 * entry["mfu"],
-            )
-        models.clear()
-        torch.cuda.empty_cache()
-        return row
