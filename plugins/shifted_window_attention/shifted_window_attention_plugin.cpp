@@ -66,6 +66,11 @@ int32_t ShiftedWindowAttentionPlugin::checkDeviceGrid(
     // work queued before it) so that a grid that does not describe q fails this enqueue instead of
     // silently writing NaN. While capturing no synchronisation is allowed: the kernel's own device
     // check (NaN output) is all there is, and the uncaptured warm-up run has checked these shapes.
+    // Not while building either: the builder may time enqueue on inputs that hold no real grid.
+    if (mPhase != nvinfer1::TensorRTPhase::kRUNTIME)
+    {
+        return 0;
+    }
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess || capture != cudaStreamCaptureStatusNone)
     {
