@@ -6,6 +6,8 @@
 #include "window_attention/window_attention_plugin.h"
 
 #include <atomic>
+#include <dlfcn.h>
+#include <mutex>
 #include <cstdio>
 #include <cstring>
 #include <sstream>
@@ -229,19 +231,121 @@ std::string toString(nvinfer1::Dims const& d)
 } // namespace ptdit::trt
 
 // ---------------------------------------------------------------- TensorRT entry points
-// TensorRT's IPluginRegistry::loadLibrary (trtexec --dynamicPlugins, Python
-// trt.get_plugin_registry().load_library, engines built with setPluginsToSerialize) looks these
-// up by name. REGISTER_TENSORRT_PLUGIN is not used: it calls getPluginRegistry(), a libnvinfer
-// symbol, at load time, which would tie the library to libnvinfer.
+// Two ways in, one registration:
+// 1. IPluginRegistry::loadLibrary (trtexec --dynamicPlugins, Python
+//    trt.get_plugin_registry().load_library) looks up getCreators / setLoggerFinder by name.
+// 2. A plain dlopen (ctypes.CDLL, polygraphy --plugins, trtexec --staticPlugins): at load time
+//    the library looks for getPluginRegistry in the TensorRT already loaded into the process
+//    (no link to libnvinfer; REGISTER_TENSORRT_PLUGIN would need one) and registers there.
+// A later loadLibrary of the same library calls getCreators, which first withdraws what the
+// load-time registration added, so TensorRT registers each creator exactly once. A creator
+// already in the registry (another copy of this library) is never registered again.
 
-extern "C" PTDIT_API nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
+namespace
+{
+// Constant-initialised on purpose: the load-time constructor may run before this file's dynamic
+// initialisers (a std::vector here would be reset after it had been filled).
+constexpr int32_t kNbCreators = 3;
+std::mutex gRegistrationMutex;
+nvinfer1::IPluginRegistry* gLoadRegistry = nullptr;                     // where the load-time pass registered
+nvinfer1::IPluginCreatorInterface* gLoadRegistered[kNbCreators] = {};  // what it registered there
+int32_t gNbLoadRegistered = 0;
+
+nvinfer1::IPluginCreatorInterface* const* creatorList(int32_t& nbCreators)
 {
     static ptdit::trt::PluginCreator<ptdit::trt::ProxyPoolPlugin> proxyPool;
     static ptdit::trt::PluginCreator<ptdit::trt::WindowAttentionPlugin> windowAttention;
     static ptdit::trt::PluginCreator<ptdit::trt::ShiftedWindowAttentionPlugin> shiftedWindowAttention;
-    static nvinfer1::IPluginCreatorInterface* const creators[] = {&proxyPool, &windowAttention, &shiftedWindowAttention};
-    nbCreators = static_cast<int32_t>(sizeof(creators) / sizeof(creators[0]));
+    static nvinfer1::IPluginCreatorInterface* const creators[kNbCreators] = {&proxyPool, &windowAttention, &shiftedWindowAttention};
+    nbCreators = kNbCreators;
     return creators;
+}
+
+#define PTDIT_STR2(x) #x
+#define PTDIT_STR(x) PTDIT_STR2(x)
+
+// A symbol of the TensorRT runtime already in this process, or null. Libraries a Python
+// extension pulled in are not in the global scope, so they are asked for by soname with
+// RTLD_NOLOAD (which never loads anything).
+void* tensorrtSymbol(char const* name)
+{
+    if (void* sym = dlsym(RTLD_DEFAULT, name))
+    {
+        return sym;
+    }
+    static char const* const libraries[] = {"libnvinfer.so." PTDIT_STR(NV_TENSORRT_MAJOR),
+        "libnvinfer_lean.so." PTDIT_STR(NV_TENSORRT_MAJOR), "libnvinfer.so", "libnvinfer_lean.so"};
+    for (char const* library : libraries)
+    {
+        if (void* handle = dlopen(library, RTLD_LAZY | RTLD_NOLOAD))
+        {
+            void* sym = dlsym(handle, name);
+            dlclose(handle); // drops the reference NOLOAD took; the library stays loaded
+            if (sym)
+            {
+                return sym;
+            }
+        }
+    }
+    return nullptr;
+}
+
+__attribute__((constructor)) void registerWithLoadedTensorRT() noexcept
+{
+    using GetRegistry = nvinfer1::IPluginRegistry* (*) ();
+    using GetVersion = int32_t (*)();
+    auto getRegistry = reinterpret_cast<GetRegistry>(tensorrtSymbol("getPluginRegistry"));
+    auto getVersion = reinterpret_cast<GetVersion>(tensorrtSymbol("getInferLibVersion"));
+    if (getRegistry == nullptr || getVersion == nullptr)
+    {
+        return; // TensorRT is not loaded (yet): loadLibrary will register through getCreators
+    }
+    int32_t const version = getVersion();
+    if (version / 10000 != NV_TENSORRT_MAJOR)
+    {
+        // IPluginRegistry's layout differs between major versions: calling into it would be unsafe.
+        ptdit::trt::log(nvinfer1::ILogger::Severity::kWARNING,
+            "built against TensorRT " PTDIT_STR(NV_TENSORRT_MAJOR) " headers but TensorRT " + std::to_string(version / 10000)
+                + "." + std::to_string(version / 100 % 100) + " is loaded: not registering on load (rebuild "
+                "libptdit_plugins.so against this TensorRT's headers)");
+        return;
+    }
+    nvinfer1::IPluginRegistry* registry = getRegistry();
+    if (registry == nullptr)
+    {
+        return;
+    }
+    std::lock_guard<std::mutex> lock(gRegistrationMutex);
+    int32_t n = 0;
+    nvinfer1::IPluginCreatorInterface* const* creators = creatorList(n);
+    for (int32_t i = 0; i < n; ++i)
+    {
+        auto* creator = static_cast<nvinfer1::IPluginCreatorV3One*>(creators[i]);
+        char const* ns = creator->getPluginNamespace();
+        if (registry->getCreator(creator->getPluginName(), creator->getPluginVersion(), ns) != nullptr)
+        {
+            continue; // registered already (another copy of this library): never twice
+        }
+        if (registry->registerCreator(*creators[i], ns))
+        {
+            gLoadRegistered[gNbLoadRegistered++] = creators[i];
+        }
+    }
+    gLoadRegistry = registry;
+}
+} // namespace
+
+extern "C" PTDIT_API nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
+{
+    std::lock_guard<std::mutex> lock(gRegistrationMutex);
+    // loadLibrary registers what this returns and fails if any of it is registered already:
+    // hand back the load-time registrations first.
+    for (int32_t i = 0; i < gNbLoadRegistered; ++i)
+    {
+        gLoadRegistry->deregisterCreator(*gLoadRegistered[i]);
+    }
+    gNbLoadRegistered = 0;
+    return creatorList(nbCreators);
 }
 
 extern "C" PTDIT_API void setLoggerFinder(nvinfer1::ILoggerFinder* finder)

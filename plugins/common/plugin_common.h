@@ -146,7 +146,16 @@ public:
         return clone(); // no per-context resources
     }
 
+    // The phase the creator made this plugin for (copied by clone and attachToContext).
+    void setPhase(nvinfer1::TensorRTPhase phase) noexcept
+    {
+        mPhase = phase;
+    }
+
 protected:
+    // kBUILD: enqueue may run on the builder's profiling data, not on the network's real values.
+    nvinfer1::TensorRTPhase mPhase{nvinfer1::TensorRTPhase::kBUILD};
+
     PluginBase() = default;
     PluginBase(PluginBase const&) = default;
     PluginBase& operator=(PluginBase const&) = delete;
@@ -196,7 +205,7 @@ public:
     }
 
     nvinfer1::IPluginV3* createPlugin(
-        char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase /*phase*/) noexcept override
+        char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override
     {
         try
         {
@@ -207,6 +216,7 @@ public:
                 logError(std::string(Plugin::kName) + " layer '" + (name ? name : "") + "': " + error);
                 return nullptr;
             }
+            plugin->setPhase(phase);
             return static_cast<nvinfer1::IPluginV3*>(plugin.release());
         }
         catch (std::exception const& e)

@@ -53,6 +53,35 @@ extern "C" PTDIT_API char const* ptdit_last_error(void)
     return ptdit::t_last_error.c_str();
 }
 
+extern "C" PTDIT_API int32_t ptdit_check_shifted_grid(
+    int32_t const grid[3], int32_t const window[3], int64_t rows, int32_t tokens)
+{
+    ptdit::clear_error();
+    if (grid == nullptr || window == nullptr)
+    {
+        return ptdit::fail(PTDIT_ERROR_INVALID_ARGUMENT, "grid and window must be int32[3]");
+    }
+    ptdit::ShiftGeometry const g
+        = ptdit::make_shift_geometry(grid[0], grid[1], grid[2], window[0], window[1], window[2]);
+    switch (ptdit::shift_grid_mismatch(g, rows, tokens))
+    {
+    case 0: return PTDIT_OK;
+    case 1:
+        return ptdit::fail(PTDIT_ERROR_INVALID_ARGUMENT,
+            "grid (%d, %d, %d) does not fit window (%d, %d, %d): every axis must be a positive multiple of its "
+            "window, with fewer than 2^31 windows per sample",
+            grid[0], grid[1], grid[2], window[0], window[1], window[2]);
+    case 2:
+        return ptdit::fail(PTDIT_ERROR_INVALID_ARGUMENT, "window (%d, %d, %d) does not hold the %d tokens per window",
+            window[0], window[1], window[2], tokens);
+    default:
+        return ptdit::fail(PTDIT_ERROR_INVALID_ARGUMENT,
+            "grid (%d, %d, %d) has %d windows per sample, which do not divide the batch's %lld windows: the grid "
+            "does not describe this tensor",
+            grid[0], grid[1], grid[2], g.windows, static_cast<long long>(rows));
+    }
+}
+
 extern "C" PTDIT_API int32_t ptdit_shifted_window_index_map(
     int32_t const grid[3], int32_t const window[3], int32_t* source, int32_t* region)
 {

@@ -71,11 +71,21 @@ PTDIT_API int32_t ptdit_window_attention(void const* q, void const* k, void cons
  * -(window//2) per axis, with score bias -10000 between tokens of different Swin regions;
  * results land back in the unshifted layout. No copies: the roll is index arithmetic.
  * If the grid does not match (not divisible by the window, or rows not a multiple of the
- * windows per sample) the kernel writes NaN to `out`.
+ * windows per sample) the kernel writes NaN to `out`: a caller that can read the grid on the
+ * host checks it first with ptdit_check_shifted_grid (the TensorRT plugin does). rows == 0
+ * returns PTDIT_OK without reading any pointer.
  */
 PTDIT_API int32_t ptdit_shifted_window_attention(void const* q, void const* k, void const* v, void* out,
     int32_t const* grid, int32_t dtype, int64_t rows, int32_t tokens, int32_t num_heads, int32_t head_dim,
     float scale, int32_t const window[3], cudaStream_t stream);
+
+/*
+ * Does a HOST grid (F, h, w) fit a batch of `rows` windows of `tokens` tokens cut by `window`?
+ * PTDIT_OK, or PTDIT_ERROR_INVALID_ARGUMENT with the reason in ptdit_last_error(). The same test
+ * the shifted kernel makes on the device (window counts in 64 bits, so no grid wraps around).
+ */
+PTDIT_API int32_t ptdit_check_shifted_grid(
+    int32_t const grid[3], int32_t const window[3], int64_t rows, int32_t tokens);
 
 /*
  * Host-side views of the index arithmetic the kernels run (the very same inline functions),

@@ -35,9 +35,9 @@ struct ShiftGeometry
     int32_t F, H, W;          // token grid
     int32_t wf, wh, ww;       // window
     int32_t nf, nh, nw;       // windows per axis
-    int32_t windows;          // windows per sample
+    int32_t windows;          // windows per sample (>= 1 when valid)
     int32_t tokens;           // tokens per window
-    bool valid;               // every axis positive and divisible by its window
+    bool valid;               // every axis positive and divisible by its window, windows < 2^31
 };
 
 PTDIT_HD ShiftGeometry make_shift_geometry(
@@ -57,10 +57,31 @@ PTDIT_HD ShiftGeometry make_shift_geometry(
         g.nf = F / wf;
         g.nh = H / wh;
         g.nw = W / ww;
-        g.windows = g.nf * g.nh * g.nw;
-        g.tokens = wf * wh * ww;
+        // The grid is data read on the device: its window count must not wrap around in 32 bits
+        // (a product of 2^32 would read as 0 windows, a division by zero downstream).
+        int64_t const windows = static_cast<int64_t>(g.nf) * g.nh * g.nw; // each factor < 2^31: no 64-bit overflow
+        int64_t const tokens = static_cast<int64_t>(wf) * wh * ww;
+        g.valid = windows <= INT32_MAX && tokens <= INT32_MAX;
+        g.windows = g.valid ? static_cast<int32_t>(windows) : 0;
+        g.tokens = g.valid ? static_cast<int32_t>(tokens) : 0;
     }
     return g;
+}
+
+// Does a grid fit a batch of `rows` windows of `tokens` tokens? 0 if so, else why not:
+// 1 grid not divisible by the window (or not positive, or over 2^31 - 1 windows),
+// 2 the window holds another number of tokens, 3 rows is not a multiple of the windows per sample.
+PTDIT_HD int32_t shift_grid_mismatch(ShiftGeometry const& g, int64_t rows, int32_t tokens)
+{
+    if (!g.valid)
+    {
+        return 1;
+    }
+    if (g.tokens != tokens)
+    {
+        return 2;
+    }
+    return rows % g.windows == 0 ? 0 : 3; // g.windows >= 1 here
 }
 
 // Token t of shifted window `win` (both sample-local) sits at position p' of the grid rolled by

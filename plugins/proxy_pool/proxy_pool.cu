@@ -131,13 +131,13 @@ extern "C" PTDIT_API int32_t ptdit_proxy_pool(void const* x, void* out, int32_t 
             "<= 2097120, windows * proxies < 2^31)",
             static_cast<long long>(rows), static_cast<long long>(proxies), channels);
     }
+    if (rows == 0)
+    {
+        return PTDIT_OK; // an empty batch: nothing to read (its tensors may well be null)
+    }
     if (x == nullptr || out == nullptr)
     {
         return fail(PTDIT_ERROR_INVALID_ARGUMENT, "ptdit_proxy_pool: a tensor pointer is null");
-    }
-    if (rows == 0)
-    {
-        return PTDIT_OK;
     }
 
     ProxyPoolParams p{};

@@ -1,9 +1,13 @@
 // TensorRT plugin PTDiTProxyPool: wraps ptdit_proxy_pool (proxy_pool.cu).
 #include "proxy_pool/proxy_pool_plugin.h"
 
+#include <climits>
+
 namespace ptdit::trt
 {
 namespace op = ops::PTDiTProxyPool;
+
+constexpr int64_t kMaxChannels = 65535 * 32; // ptdit_proxy_pool's limit (grid.y * 32 channel vectors)
 
 std::unique_ptr<ProxyPoolPlugin> ProxyPoolPlugin::create(nvinfer1::PluginFieldCollection const* fc, std::string& error)
 {
@@ -52,6 +56,20 @@ int32_t ProxyPoolPlugin::configurePlugin(nvinfer1::DynamicPluginTensorDesc const
             + std::to_string(mWindow[2]) + ") holds " + std::to_string(expected));
         return 1;
     }
+    // The profile's largest x must fit the kernel too (else the build succeeds and enqueue fails).
+    nvinfer1::Dims const& hi = in[0].max;
+    int64_t const proxies = static_cast<int64_t>(mGroups[1]) * mGroups[2];
+    if (hi.nbDims == 3 && hi.d[0] >= 0 && hi.d[1] >= 0 && hi.d[2] >= 0)
+    {
+        if (hi.d[1] != expected || hi.d[2] < 1 || hi.d[2] > kMaxChannels || hi.d[0] * proxies > INT32_MAX)
+        {
+            logError(std::string(kName) + " (profile maximum): x " + toString(hi) + " does not fit: "
+                + std::to_string(expected) + " tokens per window, 1 to " + std::to_string(kMaxChannels)
+                + " channels and windows * " + std::to_string(proxies)
+                + " proxies below 2^31 (lower the profile's largest batch or resolution)");
+            return 1;
+        }
+    }
     return 0;
 }
 
@@ -99,6 +117,10 @@ int32_t ProxyPoolPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
     {
         logError(std::string(kName) + ": x " + toString(d) + " is not [R, N, C]");
         return 1;
+    }
+    if (d.d[0] == 0)
+    {
+        return 0; // an empty batch
     }
     int32_t const rc = ptdit_proxy_pool(inputs[op::kInput_x], outputs[0], kernelDtype(inputDesc[op::kInput_x].type),
         d.d[0], static_cast<int32_t>(d.d[1]), static_cast<int32_t>(d.d[2]), mWindow.data(), mGroups.data(), stream);

@@ -59,6 +59,44 @@ bool ShiftedWindowAttentionPlugin::checkGridAndWindow(nvinfer1::Dims const& q, n
     return true;
 }
 
+int32_t ShiftedWindowAttentionPlugin::checkDeviceGrid(
+    int32_t const* grid, AttentionSizes const& s, cudaStream_t stream) const noexcept
+{
+    // The grid is data on the device. Outside a CUDA graph capture read it (12 bytes, after the
+    // work queued before it) so that a grid that does not describe q fails this enqueue instead of
+    // silently writing NaN. While capturing no synchronisation is allowed: the kernel's own device
+    // check (NaN output) is all there is, and the uncaptured warm-up run has checked these shapes.
+    // Not while building either: the builder may time enqueue on inputs that hold no real grid.
+    if (mPhase != nvinfer1::TensorRTPhase::kRUNTIME)
+    {
+        return 0;
+    }
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess || capture != cudaStreamCaptureStatusNone)
+    {
+        cudaGetLastError(); // clear a capture-related error; the kernel checks on the device
+        return 0;
+    }
+    int32_t host[3] = {0, 0, 0};
+    cudaError_t err = cudaMemcpyAsync(host, grid, sizeof(host), cudaMemcpyDeviceToHost, stream);
+    if (err == cudaSuccess)
+    {
+        err = cudaStreamSynchronize(stream);
+    }
+    if (err != cudaSuccess)
+    {
+        logError(std::string(kName) + ": reading the grid input failed: " + cudaGetErrorName(err) + " ("
+            + cudaGetErrorString(err) + ")");
+        return 1;
+    }
+    if (ptdit_check_shifted_grid(host, mWindow.data(), s.rows, s.tokens) != PTDIT_OK)
+    {
+        logError(std::string(kName) + ": " + ptdit_last_error());
+        return 1;
+    }
+    return 0;
+}
+
 int32_t ShiftedWindowAttentionPlugin::configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
     nvinfer1::DynamicPluginTensorDesc const* /*out*/, int32_t /*nbOutputs*/) noexcept
 {
@@ -69,7 +107,8 @@ int32_t ShiftedWindowAttentionPlugin::configurePlugin(nvinfer1::DynamicPluginTen
     }
     nvinfer1::Dims const& q = in[op::kInput_q].desc.dims;
     bool const ok = checkAttentionInputs(kName, q, in[op::kInput_k].desc.dims, in[op::kInput_v].desc.dims, mNumHeads)
-        && checkGridAndWindow(q, in[op::kInput_grid].desc.dims);
+        && checkGridAndWindow(q, in[op::kInput_grid].desc.dims) && checkAttentionProfile(kName, in, mNumHeads)
+        && (in[op::kInput_q].max.nbDims != 3 || checkGridAndWindow(in[op::kInput_q].max, in[op::kInput_grid].max));
     return ok ? 0 : 1;
 }
 
@@ -112,6 +151,15 @@ int32_t ShiftedWindowAttentionPlugin::enqueue(nvinfer1::PluginTensorDesc const* 
     AttentionSizes s{};
     if (!attentionSizes(kName, inputDesc, mNumHeads, s)
         || !checkGridAndWindow(inputDesc[op::kInput_q].dims, inputDesc[op::kInput_grid].dims))
+    {
+        return 1;
+    }
+    if (s.rows == 0)
+    {
+        return 0; // an empty batch
+    }
+    auto const* grid = static_cast<int32_t const*>(inputs[op::kInput_grid]);
+    if (checkDeviceGrid(grid, s, stream) != 0)
     {
         return 1;
     }

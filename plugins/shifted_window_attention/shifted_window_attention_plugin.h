@@ -9,6 +9,8 @@
 namespace ptdit::trt
 {
 
+struct AttentionSizes; // window_attention_plugin.h
+
 class ShiftedWindowAttentionPlugin : public PluginBase<ShiftedWindowAttentionPlugin>
 {
 public:
@@ -40,6 +42,8 @@ public:
 
 private:
     bool checkGridAndWindow(nvinfer1::Dims const& q, nvinfer1::Dims const& grid) const;
+    // Reads the device grid (unless the stream is being captured) and checks it describes q.
+    int32_t checkDeviceGrid(int32_t const* grid, AttentionSizes const& sizes, cudaStream_t stream) const noexcept;
 
     int32_t mNumHeads;
     float mScale;

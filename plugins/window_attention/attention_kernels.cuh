@@ -53,7 +53,7 @@ __device__ bool map_window_rows(AttentionParams const& p, int64_t win, int32_t* 
     {
         ShiftGeometry const g = make_shift_geometry(
             __ldg(p.grid), __ldg(p.grid + 1), __ldg(p.grid + 2), p.window[0], p.window[1], p.window[2]);
-        if (!g.valid || g.tokens != N || p.rows % g.windows != 0)
+        if (shift_grid_mismatch(g, p.rows, N) != 0)
         {
             return false;
         }
@@ -650,10 +650,14 @@ int32_t run_attention(char const* what, void const* q, void const* k, void const
             return fail(PTDIT_ERROR_INVALID_ARGUMENT,
                 "%s: window must be three positive sizes whose product is the %d tokens per window", what, tokens);
         }
-        if (grid == nullptr)
-        {
-            return fail(PTDIT_ERROR_INVALID_ARGUMENT, "%s: grid is null (pass a device int32[3] (F, h, w))", what);
-        }
+    }
+    if (rows == 0)
+    {
+        return PTDIT_OK; // an empty batch: nothing to read (its tensors may well be null)
+    }
+    if (SHIFTED && grid == nullptr)
+    {
+        return fail(PTDIT_ERROR_INVALID_ARGUMENT, "%s: grid is null (pass a device int32[3] (F, h, w))", what);
     }
     if (q == nullptr || k == nullptr || v == nullptr || out == nullptr)
     {
@@ -664,10 +668,6 @@ int32_t run_attention(char const* what, void const* q, void const* k, void const
         return fail(PTDIT_ERROR_MISALIGNED,
             "%s: q, k, v and out must be 16-byte aligned (pass contiguous tensors that start an allocation)",
             what);
-    }
-    if (rows == 0)
-    {
-        return PTDIT_OK;
     }
     if (!(scale > 0.f))
     {

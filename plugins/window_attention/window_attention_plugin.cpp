@@ -1,6 +1,8 @@
 // TensorRT plugin PTDiTWindowAttention: wraps ptdit_window_attention (window_attention.cu).
 #include "window_attention/window_attention_plugin.h"
 
+#include <climits>
+
 namespace ptdit::trt
 {
 namespace op = ops::PTDiTWindowAttention;
@@ -38,6 +40,28 @@ bool checkAttentionInputs(
     if (q.d[1] != -1 && (q.d[1] < 1 || q.d[1] > 1024))
     {
         logError(name + ": " + std::to_string(q.d[1]) + " tokens per window; supported: 1 to 1024");
+        return false;
+    }
+    return true;
+}
+
+bool checkAttentionProfile(char const* opName, nvinfer1::DynamicPluginTensorDesc const* in, int32_t numHeads)
+{
+    nvinfer1::Dims const& q = in[0].max;
+    if (q.nbDims != 3 || q.d[0] < 0 || q.d[1] < 0 || q.d[2] < 0)
+    {
+        return true; // no profile maximum given (a network with static shapes): the dims were checked
+    }
+    std::string const name = std::string(opName) + " (profile maximum)";
+    if (!checkAttentionInputs(name.c_str(), q, in[1].max, in[2].max, numHeads))
+    {
+        return false;
+    }
+    if (q.d[0] * q.d[1] > INT32_MAX)
+    {
+        logError(name + ": q " + toString(q) + " allows " + std::to_string(q.d[0]) + " windows of "
+            + std::to_string(q.d[1]) + " tokens, but windows * tokens must stay below 2^31: lower the profile's "
+            "largest batch or resolution");
         return false;
     }
     return true;
@@ -98,6 +122,7 @@ int32_t WindowAttentionPlugin::configurePlugin(nvinfer1::DynamicPluginTensorDesc
     }
     return checkAttentionInputs(kName, in[op::kInput_q].desc.dims, in[op::kInput_k].desc.dims,
                in[op::kInput_v].desc.dims, mNumHeads)
+            && checkAttentionProfile(kName, in, mNumHeads)
         ? 0
         : 1;
 }
@@ -138,6 +163,10 @@ int32_t WindowAttentionPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDe
     if (!attentionSizes(kName, inputDesc, mNumHeads, s))
     {
         return 1;
+    }
+    if (s.rows == 0)
+    {
+        return 0; // an empty batch
     }
     int32_t const rc = ptdit_window_attention(inputs[op::kInput_q], inputs[op::kInput_k], inputs[op::kInput_v],
         outputs[0], kernelDtype(inputDesc[op::kInput_q].type), s.rows, s.tokens, mNumHeads, s.headDim, mScale, stream);

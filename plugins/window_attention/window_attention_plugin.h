@@ -20,6 +20,10 @@ struct AttentionSizes
 bool checkAttentionInputs(
     char const* op, nvinfer1::Dims const& q, nvinfer1::Dims const& k, nvinfer1::Dims const& v, int32_t numHeads);
 
+// The same checks on the profile's largest shapes (q, k, v max dims), plus rows * tokens < 2^31,
+// so a profile that admits sizes the kernels refuse fails the build, not a later enqueue.
+bool checkAttentionProfile(char const* op, nvinfer1::DynamicPluginTensorDesc const* in, int32_t numHeads);
+
 // Sizes at enqueue time (all dimensions known), or false after logging why not.
 bool attentionSizes(char const* op, nvinfer1::PluginTensorDesc const* inputDesc, int32_t numHeads, AttentionSizes& sizes);
 

@@ -1,6 +1,15 @@
 """TensorRT engines from the plugin graph, with our IPluginV3 plugins.
 
-Written against the TensorRT 10/11 Python API. No TensorRT builder can be installed on this
+The engine folder gets engine.plan and a copy of libptdit_plugins.so, recorded in the manifest
+as "plugin_library": {"path", "sha256"}; the runtime registers that copy after checking the hash.
+The library is not embedded in the plan: IBuilderConfig::setPluginsToSerialize (Python
+`plugins_to_serialize`) applies to version-compatible engines only (NvInfer.h), and this engine
+is not one (version compatibility restricts the build to lean-runtime layers).
+
+Parsing, configuration and the build go through Polygraphy's TensorRT loaders (NetworkFromOnnxPath,
+CreateConfig with one Profile, EngineBytesFromNetwork with the timing cache), the tools
+TensorRT users already know; docs/plugins.md shows the matching `polygraphy run` comparison.
+Written against the TensorRT 10/11 Python API and Polygraphy 0.49+. No TensorRT builder can be installed on this
 project's machines (see docs/plugins.md), so this module is exercised here only up to the
 point where it needs `tensorrt`; everything it consumes (the plugin graph without function
 bodies, the profiles, the plugin library) is built and tested.
@@ -8,6 +17,7 @@ bodies, the profiles, the plugin library) is built and tested.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -62,11 +72,18 @@ def find_plugin_library(explicit: str | Path | None = None) -> Path:
 
 
 def load_plugins(trt, library: Path) -> None:
-    """Register our plugin creators. The library exports getCreators()/setLoggerFinder() and does
-    not link libnvinfer, so it must be loaded through the registry (a bare dlopen registers nothing)."""
-    trt.init_libnvinfer_plugins(trt.Logger(trt.Logger.WARNING), "")
-    if trt.get_plugin_registry().load_library(str(library)) is None:
-        raise RuntimeError(f"TensorRT could not load the plugin library {library}")
+    """Register our plugin creators from LIBRARY unless they already are (a plain dlopen of the
+    library registers them with the loaded TensorRT; load_library would then fail)."""
+    from ptdit_runtime.engines.trt import register_plugins
+
+    register_plugins(trt, trt.Logger(trt.Logger.WARNING), library)
+
+
+def stage_plugin_library(library: Path, folder: Path) -> dict:
+    """Copy LIBRARY into the engine FOLDER; returns the manifest record {"path", "sha256"}."""
+    data = Path(library).read_bytes()
+    _atomic_write(Path(folder) / PLUGIN_LIBRARY, data)
+    return {"path": PLUGIN_LIBRARY, "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def engine_from_onnx(
@@ -78,44 +95,49 @@ def engine_from_onnx(
     optimization_level: int = 3,
 ) -> dict:
     """Parse ONNX_PATH (custom nodes without bodies), build one profile, write the engine
-    atomically; returns facts for the manifest (TensorRT version, device)."""
+    atomically and copy the plugin library beside it; returns facts for the manifest (TensorRT
+    version, device, "plugin_library" record)."""
     trt = import_tensorrt()
-    logger = trt.Logger(trt.Logger.WARNING)
     load_plugins(trt, plugin_library)
-
-    builder = trt.Builder(logger)
-    flags = 0
-    strongly = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    if strongly is not None:  # TensorRT 10; always on (and deprecated) in 11
-        flags |= 1 << int(strongly)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
-
-    config = builder.create_builder_config()
-    config.builder_optimization_level = optimization_level
-    profile = builder.create_optimization_profile()
-    for name, (lo, opt, hi) in shapes.items():
-        profile.set_shape(name, lo, opt, hi)
-    config.add_optimization_profile(profile)
-    cache_bytes = timing_cache.read_bytes() if timing_cache and timing_cache.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    config.plugins_to_serialize = [str(plugin_library)]  # the engine carries its plugins
-
     log.info("building the TensorRT engine (minutes for large models)")
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise RuntimeError("TensorRT failed to build the engine; run with -vv for the builder log")
+    serialized = serialized_engine(trt, onnx_path, shapes, timing_cache, optimization_level)
     _atomic_write(engine_path, memoryview(serialized))
-    if timing_cache is not None:
-        _atomic_write(timing_cache, memoryview(config.get_timing_cache().serialize()))
+    record = stage_plugin_library(plugin_library, engine_path.parent)  # the runtime registers this copy
     import torch
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "unknown"
-    return {"tensorrt": trt.__version__, "device": device}
+    return {"tensorrt": trt.__version__, "device": device, "plugin_library": record}
+
+
+def serialized_engine(
+    trt, onnx_path: Path, shapes: dict, timing_cache: Path | None, optimization_level: int
+) -> bytes:
+    """Parse, configure and build with Polygraphy's TensorRT loaders (plugins registered first):
+    one optimisation profile, the timing cache read when present and appended to."""
+    try:
+        from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath, Profile
+        from polygraphy.exception import PolygraphyException
+    except ImportError as err:
+        raise TensorRTUnavailable(
+            "the TensorRT build uses Polygraphy's loaders: pip install 'ptdit-export[tensorrt]' (polygraphy)"
+        ) from err
+    profile = Profile()
+    for name, (lo, opt, hi) in shapes.items():
+        profile.add(name, min=lo, opt=opt, max=hi)
+    # TensorRT 10: strongly typed on request; 11 builds every network so (the flag is deprecated)
+    strongly = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=strongly)
+    cache_in = str(timing_cache) if timing_cache is not None and timing_cache.is_file() else None
+    config = CreateConfig(
+        profiles=[profile], builder_optimization_level=optimization_level, load_timing_cache=cache_in
+    )
+    cache_out = str(timing_cache) if timing_cache is not None else None
+    try:
+        return bytes(EngineBytesFromNetwork(network, config=config, save_timing_cache=cache_out)())
+    except PolygraphyException as err:
+        raise RuntimeError(
+            f"TensorRT could not build {onnx_path}: {err} (run with -vv for the builder log)"
+        ) from None
 
 
 def _atomic_write(path: Path, data) -> None:

@@ -3,9 +3,19 @@
 // IPluginV3 interfaces, and call enqueue only with sizes the plugin must reject before any
 // CUDA work. Prints what it saw as JSON; tests/plugins/test_plugin_library.py checks it
 // against ops.json. Usage: plugin_harness <path to libptdit_plugins.so>
+//
+// It also stands in for libnvinfer's registry: it exports getPluginRegistry() and
+// getInferLibVersion() (the executable is linked with ENABLE_EXPORTS), so a plain dlopen of the
+// library finds them as it would find a loaded TensorRT's.
+//   plugin_harness --registry <library> <copy of the library> [fake TensorRT version]
+// reports what a dlopen registers, what a second copy adds, and whether a loadLibrary
+// afterwards (getCreators, then registerCreator of each, failing on any duplicate) succeeds.
 #include <NvInferRuntime.h>
 
+#include <NvInferVersion.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <dlfcn.h>
@@ -362,15 +372,190 @@ std::string runCase(IPluginCreatorV3One* creator, Case const& c, Finder& finder)
                << ", \"enqueue_message\": " << quote(enqueueMessage) << "}";
         }
         os << "]";
+
+        // a profile whose largest batch overflows the kernels' 32-bit row space must fail the build;
+        // a modest one passes (desc dims symbolic, as TensorRT passes them for dynamic shapes)
+        for (int64_t maxRows : {int64_t{600000000}, int64_t{1024}})
+        {
+            std::vector<DynamicPluginTensorDesc> prof = io;
+            for (int32_t i = 0; i < nIn; ++i)
+            {
+                if (prof[i].desc.dims.nbDims == 3)
+                {
+                    prof[i].desc.dims.d[0] = -1;
+                    prof[i].min.d[0] = 1;
+                    prof[i].max.d[0] = maxRows;
+                }
+            }
+            finder.logger.messages.clear();
+            int32_t const rc = build->configurePlugin(prof.data(), nIn, prof.data() + nIn, 1);
+            std::string const message = finder.logger.messages.empty() ? "" : finder.logger.messages.back();
+            os << ", \"profile_max_" << maxRows << "\": {\"rc\": " << rc << ", \"message\": " << quote(message) << "}";
+        }
+
+        // an empty batch (0 windows) is a no-op, even with null tensors
+        std::vector<PluginTensorDesc> empty;
+        for (auto const& d : io)
+        {
+            empty.push_back(d.desc);
+            if (empty.back().dims.nbDims == 3)
+            {
+                empty.back().dims.d[0] = 0;
+            }
+        }
+        std::vector<void const*> none(static_cast<size_t>(nIn), nullptr);
+        void* noOut[1] = {nullptr};
+        finder.logger.messages.clear();
+        int32_t const rcEmpty = runtime->enqueue(empty.data(), empty.data() + nIn, none.data(), noOut, nullptr, nullptr);
+        os << ", \"empty_enqueue_rc\": " << rcEmpty << ", \"empty_enqueue_messages\": " << finder.logger.messages.size();
     }
     delete plugin;
     return os.str() + "}";
 }
 
+// TensorRT's global plugin registry as far as plugin libraries see it.
+class Registry : public IPluginRegistry
+{
+public:
+    void setErrorRecorder(IErrorRecorder* const) noexcept override {}
+    IErrorRecorder* getErrorRecorder() const noexcept override
+    {
+        return nullptr;
+    }
+    bool isParentSearchEnabled() const override
+    {
+        return false;
+    }
+    void setParentSearchEnabled(bool const) override {}
+    PluginLibraryHandle loadLibrary(AsciiChar const*) noexcept override
+    {
+        return nullptr;
+    }
+    void deregisterLibrary(PluginLibraryHandle) noexcept override {}
+    bool registerCreator(IPluginCreatorInterface& creator, AsciiChar const* const ns) noexcept override
+    {
+        ++registerCalls;
+        auto& c = static_cast<IPluginCreatorV3One&>(creator);
+        if (getCreator(c.getPluginName(), c.getPluginVersion(), ns) != nullptr)
+        {
+            ++duplicates; // TensorRT refuses these (and loadLibrary then fails)
+            return false;
+        }
+        creators.push_back(&creator);
+        return true;
+    }
+    IPluginCreatorInterface* const* getAllCreators(int32_t* const n) const noexcept override
+    {
+        *n = static_cast<int32_t>(creators.size());
+        return creators.data();
+    }
+    IPluginCreatorInterface* getCreator(
+        AsciiChar const* const name, AsciiChar const* const version, AsciiChar const* const ns) noexcept override
+    {
+        for (IPluginCreatorInterface* creator : creators)
+        {
+            auto* c = static_cast<IPluginCreatorV3One*>(creator);
+            if (std::strcmp(c->getPluginName(), name) == 0 && std::strcmp(c->getPluginVersion(), version) == 0
+                && std::strcmp(c->getPluginNamespace(), ns ? ns : "") == 0)
+            {
+                return creator;
+            }
+        }
+        return nullptr;
+    }
+    bool deregisterCreator(IPluginCreatorInterface const& creator) noexcept override
+    {
+        for (size_t i = 0; i < creators.size(); ++i)
+        {
+            if (creators[i] == &creator)
+            {
+                creators.erase(creators.begin() + static_cast<std::ptrdiff_t>(i));
+                return true;
+            }
+        }
+        return false;
+    }
+    IPluginResource* acquirePluginResource(AsciiChar const*, IPluginResource*) noexcept override
+    {
+        return nullptr;
+    }
+    int32_t releasePluginResource(AsciiChar const*) noexcept override
+    {
+        return 0;
+    }
+    IPluginCreatorInterface* const* getAllCreatorsRecursive(int32_t* const n) noexcept override
+    {
+        return getAllCreators(n);
+    }
+
+    std::string names() const
+    {
+        std::string out = "[";
+        for (size_t i = 0; i < creators.size(); ++i)
+        {
+            out += (i ? ", " : "") + quote(static_cast<IPluginCreatorV3One*>(creators[i])->getPluginName());
+        }
+        return out + "]";
+    }
+
+    std::vector<IPluginCreatorInterface*> creators;
+    int32_t registerCalls = 0;
+    int32_t duplicates = 0;
+};
+
+Registry gRegistry;
+int32_t gVersion = NV_TENSORRT_VERSION;
+
+// The --registry mode: load-time registration and a later loadLibrary, as TensorRT would see them.
+int registryMode(char const* library, char const* copy)
+{
+    std::ostringstream os;
+    void* lib = dlopen(library, RTLD_NOW | RTLD_LOCAL); // what ctypes.CDLL / polygraphy --plugins do
+    if (!lib)
+    {
+        std::fprintf(stderr, "dlopen failed: %s\n", dlerror());
+        return 1;
+    }
+    os << "{\"after_dlopen\": " << gRegistry.names() << ", \"calls_after_dlopen\": " << gRegistry.registerCalls;
+    void* second = dlopen(copy, RTLD_NOW | RTLD_LOCAL); // another copy of the library (another path)
+    os << ", \"copy_loaded\": " << (second ? "true" : "false") << ", \"after_copy\": " << gRegistry.names()
+       << ", \"calls_after_copy\": " << gRegistry.registerCalls;
+    // IPluginRegistry::loadLibrary(library): setLoggerFinder, getCreators, register each
+    using GetCreators = IPluginCreatorInterface* const* (*) (int32_t&);
+    auto getCreators = reinterpret_cast<GetCreators>(dlsym(lib, "getCreators"));
+    int32_t n = 0;
+    IPluginCreatorInterface* const* creators = getCreators ? getCreators(n) : nullptr;
+    bool loaded = creators != nullptr;
+    for (int32_t i = 0; i < n; ++i)
+    {
+        auto* c = static_cast<IPluginCreatorV3One*>(creators[i]);
+        loaded = gRegistry.registerCreator(*creators[i], c->getPluginNamespace()) && loaded;
+    }
+    os << ", \"load_library_ok\": " << (loaded ? "true" : "false") << ", \"after_load_library\": " << gRegistry.names()
+       << ", \"duplicates\": " << gRegistry.duplicates << "}";
+    std::printf("%s\n", os.str().c_str());
+    return 0;
+}
+
 } // namespace
+
+// libnvinfer's registration entry points, as the library's load-time lookup finds them.
+extern "C" __attribute__((visibility("default"))) IPluginRegistry* getPluginRegistry() noexcept
+{
+    return &gRegistry;
+}
+extern "C" __attribute__((visibility("default"))) int32_t getInferLibVersion() noexcept
+{
+    return gVersion;
+}
 
 int main(int argc, char** argv)
 {
+    if ((argc == 4 || argc == 5) && std::strcmp(argv[1], "--registry") == 0)
+    {
+        gVersion = argc == 5 ? std::atoi(argv[4]) : gVersion;
+        return registryMode(argv[2], argv[3]);
+    }
     if (argc != 2)
     {
         std::fprintf(stderr, "usage: %s libptdit_plugins.so\n", argv[0]);

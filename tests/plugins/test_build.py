@@ -15,6 +15,7 @@ C_API = (
     "ptdit_proxy_pool",
     "ptdit_window_attention",
     "ptdit_shifted_window_attention",
+    "ptdit_check_shifted_grid",
     "ptdit_shifted_window_index_map",
     "ptdit_proxy_pool_members",
 )
@@ -59,3 +60,12 @@ def test_plugins_library_registers_through_get_creators_without_libnvinfer(plugi
     undefined = _dynamic_symbols(plugins_build.plugins, "--undefined-only")
     # REGISTER_TENSORRT_PLUGIN would leave getPluginRegistry (a libnvinfer symbol) undefined
     assert not [s for s in undefined if "PluginRegistry" in s or "nvinfer" in s]
+
+
+@pytest.mark.slow
+def test_plugins_library_exports_only_the_tensorrt_entry_points(plugins_build):
+    # the kernel C API linked into it stays local: a libptdit_kernels.so loaded into the same
+    # process can neither interpose it nor be interposed by it
+    assert _dynamic_symbols(plugins_build.plugins, "--defined-only") == {"getCreators", "setLoggerFinder"}
+    dynamic = subprocess.run(["readelf", "-d", str(plugins_build.plugins)], capture_output=True, text=True).stdout
+    assert "SYMBOLIC" in dynamic  # -Bsymbolic: DT_SYMBOLIC / FLAGS SYMBOLIC

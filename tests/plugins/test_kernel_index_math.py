@@ -116,3 +116,81 @@ def test_proxy_pool_rejects_a_window_that_does_not_match_the_tokens(kernels_lib)
     bad_groups = (ctypes.c_int32 * 3)(2, 2, 2)
     assert lib.ptdit_proxy_pool(None, None, 1, 2, 64, 1152, window, bad_groups, None) == 1
     assert "groups[0] must be 1" in lib.ptdit_last_error().decode()
+
+
+# ------------------------------------------------------------------ grids read on the device
+def _check_grid(lib, grid, window, rows, tokens):
+    lib.ptdit_check_shifted_grid.restype = ctypes.c_int32
+    lib.ptdit_check_shifted_grid.argtypes = [
+        ctypes.POINTER(ctypes.c_int32),
+        ctypes.POINTER(ctypes.c_int32),
+        ctypes.c_int64,
+        ctypes.c_int32,
+    ]
+    rc = lib.ptdit_check_shifted_grid((ctypes.c_int32 * 3)(*grid), (ctypes.c_int32 * 3)(*window), rows, tokens)
+    return rc, lib.ptdit_last_error().decode()
+
+
+def _grid_fits(grid, window, rows, tokens) -> bool:
+    """Reference in Python integers (no overflow): the grid describes `rows` windows of `tokens`."""
+    if min(*grid, *window) < 1 or any(g % w for g, w in zip(grid, window)):
+        return False
+    windows = (grid[0] // window[0]) * (grid[1] // window[1]) * (grid[2] // window[2])
+    return windows < 2**31 and window[0] * window[1] * window[2] == tokens and rows % windows == 0
+
+
+def test_grid_check_agrees_with_integer_arithmetic_on_random_grids(kernels_lib):
+    lib = kernels.load_library()
+    rng = torch.Generator().manual_seed(0)
+    fits = 0
+    for _ in range(400):
+        window = [int(x) for x in torch.randint(1, 9, (3,), generator=rng)]
+        counts = [int(x) for x in torch.randint(1, 2**11, (3,), generator=rng)]  # products up to 2^33
+        grid = [c * w for c, w in zip(counts, window)]
+        if torch.rand(1, generator=rng) < 0.2:
+            grid[int(torch.randint(0, 3, (1,), generator=rng))] += 1  # not divisible
+        windows = counts[0] * counts[1] * counts[2]
+        rows = windows * int(torch.randint(1, 4, (1,), generator=rng)) + int(torch.randint(0, 2, (1,), generator=rng))
+        tokens = window[0] * window[1] * window[2]
+        rc, error = _check_grid(lib, grid, window, rows, tokens)
+        expected = _grid_fits(grid, window, rows, tokens)
+        assert (rc == 0) == expected, (grid, window, rows, error)
+        assert (error == "") == expected
+        fits += expected
+    assert 50 < fits < 350  # both outcomes well represented
+
+
+def test_a_grid_whose_window_count_wraps_to_zero_in_32_bits_is_refused(kernels_lib):
+    # (65536, 2048, 2048) in windows of (1, 8, 8): 65536 * 256 * 256 = 2^32 windows, 0 as int32
+    lib = kernels.load_library()
+    rc, error = _check_grid(lib, (65536, 2048, 2048), (1, 8, 8), 64, 64)
+    assert rc == 1 and "fewer than 2^31 windows" in error
+    # 3 * 2^30 windows: negative as int32
+    rc, error = _check_grid(lib, (3, 2**15, 2**16), (1, 1, 2), 6, 2)
+    assert rc == 1 and "fewer than 2^31 windows" in error
+    # the host index map shares make_shift_geometry: it refuses the grid (it used to see 0
+    # windows and return success); the one-entry buffers are never written
+    grid, window = (ctypes.c_int32 * 3)(65536, 2048, 2048), (ctypes.c_int32 * 3)(1, 8, 8)
+    source, region = (ctypes.c_int32 * 1)(), (ctypes.c_int32 * 1)()
+    assert lib.ptdit_shifted_window_index_map(grid, window, source, region) == 1
+
+
+def test_grid_check_names_what_does_not_match(kernels_lib):
+    lib = kernels.load_library()
+    assert _check_grid(lib, (1, 16, 16), (1, 8, 8), 8, 64) == (0, "")
+    rc, error = _check_grid(lib, (1, 16, 16), (1, 8, 8), 6, 64)
+    assert rc == 1 and "4 windows per sample, which do not divide the batch's 6 windows" in error
+    rc, error = _check_grid(lib, (1, 16, 16), (1, 8, 8), 8, 32)
+    assert rc == 1 and "does not hold the 32 tokens" in error
+
+
+# ------------------------------------------------------------------ empty batches
+def test_an_empty_batch_is_a_no_op_even_with_null_tensors(kernels_lib):
+    lib = kernels.load_library()
+    window, groups = (ctypes.c_int32 * 3)(1, 8, 8), (ctypes.c_int32 * 3)(1, 2, 2)
+    assert lib.ptdit_proxy_pool(None, None, 1, 0, 64, 1152, window, groups, None) == 0
+    assert lib.ptdit_window_attention(None, None, None, None, 1, 0, 64, 16, 72, 0.0, None) == 0
+    rc = lib.ptdit_shifted_window_attention(None, None, None, None, None, 1, 0, 64, 16, 72, 0.0, window, None)
+    assert rc == 0 and lib.ptdit_last_error() == b""
+    # sizes are still checked for an empty batch
+    assert lib.ptdit_window_attention(None, None, None, None, 1, 0, 64, 16, 12, 0.0, None) == 1

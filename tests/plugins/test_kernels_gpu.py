@@ -110,6 +110,19 @@ def test_shifted_window_attention_differs_from_plain_window_attention():
     assert (shifted - plain).abs().max() > 0.1
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("grid", [(65536, 2048, 2048), (3, 2**15, 2**16), (1, 16, 16 + 8)])
+def test_shifted_attention_with_a_device_grid_that_does_not_fit_writes_nan(grid, dtype):
+    # windows per sample 2^32 (0 as int32), 3 * 2^30 (negative as int32), and 6 for a batch of 4:
+    # the kernel must refuse all three on the device (no division by zero, no read outside q)
+    window = (1, 8, 8) if grid[0] != 3 else (1, 1, 2)
+    q, k, v = _qkv((1, 16, 16), window, 2, 64, dtype, 5)  # rows: 2 samples of a (1, 16, 16) grid
+    device_grid = torch.tensor(grid, dtype=torch.int32, device="cuda")
+    out = kernels.shifted_window_attention(q, k, v, device_grid, 2, window)
+    torch.cuda.synchronize()  # an out-of-bounds read would surface here
+    assert torch.isnan(out.float()).all()
+
+
 # ------------------------------------------------------------------ window attention
 @pytest.mark.parametrize("dtype", HALF_DTYPES)
 @pytest.mark.parametrize("head_dim", HEAD_DIMS)

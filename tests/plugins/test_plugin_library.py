@@ -2,17 +2,20 @@
 
 tests/plugins/plugin_harness.cpp loads the library as TensorRT's loadLibrary does (dlopen,
 setLoggerFinder, getCreators) and drives each IPluginV3 the way the builder and runtime do;
-here its report is checked against ops.json and the ops' contracts.
+here its report is checked against ops.json and the ops' contracts. It also stands in for a
+loaded libnvinfer's registry, for the registration a plain dlopen makes.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
 
 from ptdit_export.ops import SPEC_PATH
+from tests.plugins.conftest import tensorrt_include_dir
 
 pytestmark = pytest.mark.slow  # builds the kernels and the plugins (about 1.5 minutes)
 
@@ -104,3 +107,54 @@ def test_invalid_fields_are_refused_with_a_message(report):
     assert "'groups' is missing" in bad["missing_groups"]["message"]
     assert "'window' is float32, expected int32" in bad["window_as_float"]["message"]
     assert "'window' has 2 elements, expected 3" in bad["window_too_short"]["message"]
+
+
+@pytest.mark.parametrize("name", ["PTDiTProxyPool", "PTDiTWindowAttention", "PTDiTShiftedWindowAttention"])
+def test_a_profile_whose_maximum_overflows_fails_the_build(report, name):
+    # 600M windows of 64 tokens (or of 4 proxies) pass every per-dimension check but overflow
+    # the kernels' 32-bit row space: configurePlugin must refuse the profile, not enqueue later
+    case = report["cases"][name]
+    assert case["profile_max_600000000"]["rc"] != 0
+    message = case["profile_max_600000000"]["message"]
+    assert "profile maximum" in message and "2^31" in message and "600000000" in message
+    assert case["profile_max_1024"] == {"rc": 0, "message": ""}
+
+
+@pytest.mark.parametrize("name", ["PTDiTProxyPool", "PTDiTWindowAttention", "PTDiTShiftedWindowAttention"])
+def test_an_empty_batch_enqueues_nothing(report, name):
+    # 0 windows with null tensors (TensorRT may hand those out for empty tensors): success, no log
+    case = report["cases"][name]
+    assert case["empty_enqueue_rc"] == 0 and case["empty_enqueue_messages"] == 0
+
+
+# ------------------------------------------------------------------ registration on a plain dlopen
+NAMES = ["PTDiTProxyPool", "PTDiTWindowAttention", "PTDiTShiftedWindowAttention"]
+
+
+def _registry_run(plugins_build, tmp_path, *extra: str) -> dict:
+    copy = tmp_path / "copy" / plugins_build.plugins.name  # another path: a second instance
+    copy.parent.mkdir()
+    copy.write_bytes(plugins_build.plugins.read_bytes())
+    harness = plugins_build.dir / "bin" / "ptdit_plugin_harness"
+    cmd = [str(harness), "--registry", str(plugins_build.plugins), str(copy), *extra]
+    return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout)
+
+
+def test_a_plain_dlopen_registers_with_the_loaded_tensorrt_once(plugins_build, tmp_path):
+    seen = _registry_run(plugins_build, tmp_path)
+    assert seen["after_dlopen"] == NAMES  # ctypes.CDLL / polygraphy --plugins / trtexec --staticPlugins
+    # a second copy of the library finds its creators registered and registers nothing
+    assert seen["copy_loaded"] and seen["after_copy"] == NAMES
+    assert seen["calls_after_copy"] == seen["calls_after_dlopen"] == 3
+    # a later loadLibrary (trt load_library, trtexec --dynamicPlugins) succeeds, without duplicates
+    assert seen["load_library_ok"] and seen["after_load_library"] == NAMES and seen["duplicates"] == 0
+
+
+def test_no_registration_on_load_into_another_tensorrt_major(plugins_build, tmp_path):
+    # IPluginRegistry's layout is not stable across majors: built against 11, loaded into 10.x
+    include = tensorrt_include_dir()
+    text = (include / "NvInferVersion.h").read_text()
+    major = int(re.search(r"#define TRT_MAJOR_ENTERPRISE (\d+)", text).group(1))
+    seen = _registry_run(plugins_build, tmp_path, str((major - 1) * 10000 + 1301))
+    assert seen["after_dlopen"] == [] and seen["calls_after_dlopen"] == 0
+    assert seen["load_library_ok"] and seen["after_load_library"] == NAMES

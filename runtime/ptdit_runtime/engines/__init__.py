@@ -60,7 +60,7 @@ def check_manifest(component_dir: Path, backend: str) -> None:
 def load_engine(component_dir: str | Path, backend: str = "auto", **options: Any) -> Engine:
     """Open one component. Options: provider, device_id, threads, io_binding (onnxruntime:
     model.optimized.onnx when the build saved one, else model.onnx); plugin_library, device_id,
-    cuda_graph, allow_host_code (tensorrt); device, dtype (torch)."""
+    cuda_graph, trust_plugins (tensorrt); device, dtype (torch)."""
     component_dir = Path(component_dir)
     backend = resolve_backend(component_dir, backend)
     if backend == "onnxruntime":
@@ -74,7 +74,7 @@ def load_engine(component_dir: str | Path, backend: str = "auto", **options: Any
         from ptdit_runtime.engines.trt import TensorRTEngine
 
         check_manifest(component_dir, "tensorrt")
-        keys = ("plugin_library", "device_id", "cuda_graph", "allow_host_code")
+        keys = ("plugin_library", "device_id", "cuda_graph", "trust_plugins")
         return TensorRTEngine(
             component_dir / "engine.plan", **{k: v for k, v in options.items() if k in keys}
         )

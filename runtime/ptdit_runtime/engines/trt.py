@@ -6,17 +6,23 @@ own stream and copies out. With `cuda_graph=True` each distinct set of input sha
 captured once into a CUDA graph (after one plain run, which lets TensorRT finish its lazy
 set-up) and replayed afterwards; growing a buffer drops the captured graphs.
 
-Plugins: `ptdit-export build` embeds the plugin library in the engine (plugins_to_serialize),
-so deserialising needs the runtime's permission to load host code (`allow_host_code`, on by
-default when no library is given). A library given explicitly (argument or
-$PTDIT_PLUGIN_LIBRARY) is loaded through the plugin registry instead: it exports
-getCreators(), so a bare dlopen would register nothing.
+Plugins: `ptdit-export build` copies libptdit_plugins.so into the engine folder and records
+its path and sha256 in manifest.json under "plugin_library". The engine is not version
+compatible, so TensorRT does not embed the library (IBuilderConfig::setPluginsToSerialize only
+applies to version-compatible engines): this backend registers the folder's library itself,
+after checking its hash (the trust model, docs/runtime.md), and never registers the creators a
+second time when they already are (an earlier load, or a plain dlopen of the library, which
+registers with the loaded TensorRT). A library given explicitly (argument or
+$PTDIT_PLUGIN_LIBRARY) is the caller's choice and is used instead, unchecked. Host code inside
+an engine (version-compatible plans) runs only with trust_plugins=True.
 
 Not run in this project: no machine here has TensorRT (see docs/runtime.md).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -29,6 +35,19 @@ from ptdit_runtime.engines.base import Engine, TensorSpec
 log = logging.getLogger(__name__)
 
 PLUGIN_ENV = "PTDIT_PLUGIN_LIBRARY"  # path of libptdit_plugins.so (the same variable the build reads)
+MANIFEST = "manifest.json"
+PLUGIN_RECORD = "plugin_library"  # manifest key: {"path": <relative to the folder>, "sha256": <hex>}
+# (name, version) of the library's creators, namespace "" (ptdit_export/ops/ops.json; a test keeps them equal)
+PLUGIN_CREATORS = (
+    ("PTDiTProxyPool", "1"),
+    ("PTDiTWindowAttention", "1"),
+    ("PTDiTShiftedWindowAttention", "1"),
+)
+TRUST_HINT = "pass trust_plugins=True only if you trust this folder and its native code"
+
+
+class PluginTrustError(ValueError):
+    """The engine folder's plugin library is not the one its manifest records."""
 
 
 def import_tensorrt():
@@ -67,10 +86,77 @@ def plugin_library_path(path: str | Path | None) -> Path | None:
     return Path(path)
 
 
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_plugin_library(folder: str | Path, trust_plugins: bool = False) -> Path | None:
+    """The plugin library FOLDER's manifest records, if its sha256 matches (or the caller trusts
+    the folder); None when the manifest records none. Needs no TensorRT."""
+    folder = Path(folder)
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        record = json.loads(manifest.read_text()).get(PLUGIN_RECORD)
+    except (ValueError, AttributeError) as err:
+        raise ValueError(
+            f"{manifest} is not a JSON object ({err}); rebuild the folder with `ptdit-export build`"
+        ) from None
+    if record is None:
+        return None
+    if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in ("path", "sha256")):
+        raise PluginTrustError(
+            f'{manifest}: "{PLUGIN_RECORD}" must be {{"path": ..., "sha256": ...}}; rebuild the folder with '
+            "`ptdit-export build --backend tensorrt`"
+        )
+    relative = Path(record["path"])
+    path = folder / relative
+    if (relative.is_absolute() or ".." in relative.parts) and not trust_plugins:
+        raise PluginTrustError(
+            f"{manifest} points at a plugin library outside its folder ({record['path']}); rebuild the folder with "
+            f"`ptdit-export build --backend tensorrt`, or {TRUST_HINT}"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}, the plugin library {manifest} records, is missing; rebuild the folder with "
+            "`ptdit-export build --backend tensorrt` (or pass plugin_library=<libptdit_plugins.so>)"
+        )
+    if trust_plugins:
+        log.info("trusting %s without checking its sha256 (trust_plugins=True)", path)
+        return path
+    actual = sha256_file(path)
+    if actual != record["sha256"].lower():
+        raise PluginTrustError(
+            f"{path} does not match the sha256 in {manifest} (file {actual[:16]}..., manifest "
+            f"{record['sha256'][:16]}...): it changed after the build. Rebuild the folder with `ptdit-export build "
+            f"--backend tensorrt`, or {TRUST_HINT}"
+        )
+    return path
+
+
+def plugins_registered(registry) -> bool:
+    """Are all PT-DiT creators in TensorRT's registry already (loaded before, or registered by a
+    plain dlopen of the library)?"""
+    return all(registry.get_creator(name, version, "") is not None for name, version in PLUGIN_CREATORS)
+
+
 def register_plugins(trt, logger, library: Path | None) -> None:
+    """Register the PT-DiT creators from LIBRARY unless they already are (never twice: TensorRT's
+    load_library fails on creators it already holds)."""
     trt.init_libnvinfer_plugins(logger, "")
-    if library is not None and trt.get_plugin_registry().load_library(str(library)) is None:
-        raise RuntimeError(f"TensorRT could not load the plugin library {library}")
+    registry = trt.get_plugin_registry()
+    if plugins_registered(registry):
+        log.debug("PT-DiT plugins already registered; not loading %s", library)
+        return
+    if library is not None and registry.load_library(str(library)) is None:
+        raise RuntimeError(
+            f"TensorRT could not load the plugin library {library} (see the TensorRT log above)"
+        )
 
 
 class _Cuda:
@@ -119,30 +205,32 @@ class TensorRTEngine(Engine):
         plugin_library: str | Path | None = None,
         device_id: int = 0,
         cuda_graph: bool = False,
-        allow_host_code: bool | None = None,
+        trust_plugins: bool = False,
     ):
-        """allow_host_code: let the engine load the plugin library it carries (None: when no
-        plugin library is given to register here)."""
-        trt = import_tensorrt()
-        self.cuda = _Cuda()
+        """plugin_library: the caller's libptdit_plugins.so (else $PTDIT_PLUGIN_LIBRARY, else the
+        folder's copy checked against the manifest). trust_plugins: load the folder's library even
+        if its hash does not match, and let the engine run host code it carries."""
         path = Path(plan)
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path} does not exist; build it with `ptdit-export build --backend tensorrt`"
             )
-        library = plugin_library_path(plugin_library)
+        # the trust check first: it needs no TensorRT and nothing native has run yet
+        library = plugin_library_path(plugin_library) or folder_plugin_library(path.parent, trust_plugins)
+        trt = import_tensorrt()
+        self.cuda = _Cuda()
         self.cuda("cudaSetDevice", device_id)
         self._logger = trt.Logger(trt.Logger.WARNING)
         register_plugins(trt, self._logger, library)
         self._runtime = trt.Runtime(self._logger)
-        if (library is None) if allow_host_code is None else allow_host_code:
-            self._runtime.engine_host_code_allowed = True  # the engine's serialised plugin library
+        if trust_plugins:
+            self._runtime.engine_host_code_allowed = True  # plugin code serialised into the plan
         self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise RuntimeError(
                 f"TensorRT {trt.__version__} could not deserialise {path}: it was built by another TensorRT "
                 "version or GPU, or its plugins are not registered (pass plugin_library= or set "
-                f"{PLUGIN_ENV}); rebuild with `ptdit-export build`"
+                f"{PLUGIN_ENV}), or it carries plugin code (trust_plugins=True); rebuild with `ptdit-export build`"
             )
         self.context = self.engine.create_execution_context()
         names = trt_dtype_names(trt)
