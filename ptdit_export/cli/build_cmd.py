@@ -47,7 +47,7 @@ def _build_torch(model: str, out_dir: Path, scale: int, ranges: dict, o: dict) -
             components={"text_encoder": o["text_encoder"], "vae": o["vae"]}, force=o["force"],
         )  # fmt: skip
     except (FileNotFoundError, ValueError) as err:
-        click.echo(f"error: {err}", err=True)
+        click.echo(f"Error: {err}", err=True)
         sys.exit(1)
     state = "up to date" if manifest.get("cache_hit") else "built"
     click.echo(f"{out_dir}: {state} for torch ({manifest['precision']}, safetensors weights)")

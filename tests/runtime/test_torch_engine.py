@@ -22,6 +22,7 @@ from ptdit_export import kernels
 from ptdit_export.export.source import randomise_
 from ptdit_export.model import PTDiT
 from ptdit_export.model.attention import use_backend
+from ptdit_export.model.presets import PRESETS
 from ptdit_export.ops import PROXY_POOL, REFERENCES, SHIFTED_WINDOW_ATTENTION, WINDOW_ATTENTION
 from ptdit_export.tolerances import tolerance
 from ptdit_runtime.engines import load_engine, resolve_backend
@@ -276,6 +277,19 @@ def test_fp16_folder_keeps_norms_and_modulation_in_fp32(torch_folders):
     feeds = tiny_feeds(2)
     want = torch_out(reference_model(), feeds)
     assert_close(engine.run(feeds)["model_output"], want, tolerance("onnx", "fp16"), "fp16 folder vs fp32")
+
+
+def test_build_torch_names_a_bad_model_in_one_line(tmp_path):
+    from ptdit_export.cli import main
+
+    result = CliRunner().invoke(
+        main, ["build", "--backend", "torch", "--model", "nope", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: --model 'nope' is neither a preset ({', '.join(PRESETS)}) nor an existing "
+        "checkpoint folder, weights file or config JSON"
+    ]
 
 
 def test_generate_passes_the_device_to_the_torch_engine(engine_dir):
