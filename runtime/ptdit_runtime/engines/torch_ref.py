@@ -87,7 +87,7 @@ class TorchEngine(Engine):
         self.settings = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(
+            raise ValueError(
                 f"device {device!r}: torch.cuda.is_available() is False; run on a CUDA machine "
                 "or pass device='cpu'"
             )
