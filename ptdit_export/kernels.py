@@ -84,16 +84,33 @@ def build_library(
     return path
 
 
+_chosen: list[Path] = []  # set by use_library
+
+
 def library_path() -> Path:
-    """Where the kernels library is looked for: $PTDIT_KERNELS_LIB, else build/lib/ of the repo."""
+    """Where the kernels library is looked for: the one `use_library` chose, else
+    $PTDIT_KERNELS_LIB, else build/lib/ of the repo."""
+    if _chosen:
+        return _chosen[-1]
     env = os.environ.get(LIBRARY_ENV)
     return Path(env) if env else DEFAULT_BUILD_DIR / "lib" / LIBRARY_NAME
 
 
-@cache
+def use_library(path: str | Path | None) -> None:
+    """Make the op functions load `path` from now on (None: back to the default search)."""
+    _chosen.clear()
+    if path is not None:
+        _chosen.append(Path(path))
+
+
 def load_library(path: str | None = None) -> ctypes.CDLL:
-    """Load libptdit_kernels.so (once per path) and declare its C signatures."""
-    lib_path = Path(path) if path else library_path()
+    """Load libptdit_kernels.so (once per path; default `library_path()`) and declare its C signatures."""
+    return _load(str(Path(path) if path else library_path()))
+
+
+@cache
+def _load(path: str) -> ctypes.CDLL:
+    lib_path = Path(path)
     if not lib_path.exists():
         raise KernelError(
             f"{lib_path} not found: build it with `cmake -S . -B build && cmake --build build -j` "
@@ -124,6 +141,9 @@ def load_library(path: str | None = None) -> ctypes.CDLL:
     return lib
 
 
+load_library.cache_clear = _load.cache_clear  # type: ignore[attr-defined]  (tests reload builds)
+
+
 def _check(lib: ctypes.CDLL, rc: int, what: str) -> None:
     if rc != 0:
         raise KernelError(f"{what}: {lib.ptdit_last_error().decode()} (code {rc})")
@@ -134,6 +154,48 @@ def _int3(values: Sequence[int], what: str) -> ctypes.Array:
     if len(values) != 3:
         raise KernelError(f"{what} must be three integers, got {values}")
     return (ctypes.c_int32 * 3)(*values)
+
+
+def present_architecture() -> str:
+    """CMake's architecture of CUDA device 0 ("90" on H100/H200): build for this GPU only."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise KernelError("no CUDA device visible (torch.cuda.is_available() is False)")
+    major, minor = torch.cuda.get_device_capability(0)
+    return f"{major}{minor}"
+
+
+def unavailable(path: str | Path | None = None) -> str | None:
+    """Why the fused kernels cannot run here, or None when they can: a CUDA device is visible
+    and the library at `path` (default: `library_path()`) loads with the expected ABI."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA device visible"
+    try:
+        load_library(str(path) if path else None)
+    except (KernelError, OSError) as err:
+        return str(err)
+    return None
+
+
+def unsupported(q: torch.Tensor, num_heads: int) -> str | None:
+    """Why the attention kernels cannot take q [R, N, H*dh] (None: they can), from the limits
+    of plugins/common/ptdit_kernels.h: dh a multiple of 8 up to 128, 1..1024 tokens, fp32/fp16/bf16."""
+    if q.dim() != 3:
+        return f"q has shape {tuple(q.shape)}, not [R, N, C]"
+    _, n, c = q.shape
+    if num_heads < 1 or c % num_heads:
+        return f"{c} channels do not split into {num_heads} heads"
+    head_dim = c // num_heads
+    if head_dim % 8 or head_dim > 128:
+        return f"head dim {head_dim} (the kernels take multiples of 8 up to 128)"
+    if not 1 <= n <= 1024:
+        return f"{n} tokens per window (the kernels take 1 to 1024)"
+    if str(q.dtype).removeprefix("torch.") not in _DTYPE_CODES:
+        return f"dtype {q.dtype} (the kernels take float32, float16, bfloat16)"
+    return None
 
 
 # ------------------------------------------------------------------ host views of the index math

@@ -34,6 +34,25 @@ def _build_ascend(model: str, out_dir: Path, scale: int, ranges: dict, o: dict) 
     click.echo(f"{out_dir}: {describe(report)}")
 
 
+def _build_torch(model: str, out_dir: Path, scale: int, ranges: dict, o: dict) -> None:
+    from ptdit_export.builder.profiles import ShapeRange
+    from ptdit_export.builder.torch_folder import TorchBuildSettings, torch_folder_from_model
+
+    try:
+        settings = TorchBuildSettings(
+            precision=o["precision"], shapes=ShapeRange(**ranges, cfg=not o["no_cfg"]), vae_scale=scale
+        )
+        manifest = torch_folder_from_model(
+            model, out_dir, settings, seed=o["seed"],
+            components={"text_encoder": o["text_encoder"], "vae": o["vae"]}, force=o["force"],
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError) as err:
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(1)
+    state = "up to date" if manifest.get("cache_hit") else "built"
+    click.echo(f"{out_dir}: {state} for torch ({manifest['precision']}, safetensors weights)")
+
+
 def _range(value: str | None, name: str) -> tuple[int, int, int] | None:
     """'512' or '256,512,1024' -> (min, opt, max)."""
     if value is None:
@@ -63,7 +82,7 @@ def _range(value: str | None, name: str) -> tuple[int, int, int] | None:
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp16", show_default=True)
 @click.option(
     "--backend",
-    type=click.Choice(["auto", "tensorrt", "onnxruntime", "ascend"]),
+    type=click.Choice(["auto", "tensorrt", "onnxruntime", "ascend", "torch"]),
     default="auto",
     show_default=True,
 )
@@ -121,6 +140,9 @@ def build(model: str | None, out_dir: Path | None, vae_scale: int | None, **o) -
         ranges["text_len"] = (1, tokens, tokens) if tokens else (1, 200, 512)
     if o["backend"] == "ascend":
         _build_ascend(model, out_dir, scale, ranges, o)
+        return
+    if o["backend"] == "torch":
+        _build_torch(model, out_dir, scale, ranges, o)
         return
     settings = BuildSettings(
         backend=o["backend"],

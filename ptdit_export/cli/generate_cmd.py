@@ -51,6 +51,13 @@ def output_path(out: Path, frames: int) -> Path:
     default=None,
     help="ONNX Runtime provider (default: CUDA when available).",
 )
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="torch backend: where the transformer runs (cuda: fused kernels, CUDA graphs).",
+)
 @click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--cuda-graph", is_flag=True, help="TensorRT: replay CUDA graphs for repeated shapes.")
 @click.option("--fps", type=int, default=8, show_default=True, help="Frames per second of .gif/.mp4.")
@@ -120,6 +127,7 @@ def generate(
             provider=opts["provider"],
             threads=opts["threads"],
             cuda_graph=opts["cuda_graph"],
+            torch_device=opts["device"],
         )
     except (MissingComponent, RuntimeError, ValueError) as err:
         raise click.ClickException(str(err)) from None

@@ -10,6 +10,7 @@ the roll, region mask and roll back itself; otherwise the block rolls and passes
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ import torch
 from torch import nn
 
 from ptdit_export.model.linear import Linear
+
+log = logging.getLogger(__name__)
 
 # The five attentions of a PT-DiT block, and the dense baseline's global self-attention.
 KINDS = ("proxy", "proxy_cross", "window", "shifted_window", "text", "global")
@@ -87,6 +90,55 @@ def math_attention(q, k, v, heads, bias=None, kind="window", geometry=None):
     if bias is not None:
         scores = scores + bias
     return _merge_heads(torch.matmul(scores.softmax(dim=-1).to(v.dtype), v))
+
+
+def fused_pool(x: torch.Tensor, window: tuple, groups: tuple) -> torch.Tensor:
+    """Proxy pooling by the CUDA kernel (groups[0] must be 1, as PT-DiT's always are)."""
+    from ptdit_export import kernels
+    from ptdit_export.model import layout
+
+    if groups[0] == 1 and x.dtype in (torch.float32, torch.float16, torch.bfloat16):
+        return kernels.proxy_pool(x, window, groups)
+    return layout.proxy_pool(x, window, groups)
+
+
+@register_backend("fused", pool=fused_pool, fuses_shift=True)
+def fused_attention(q, k, v, heads, bias=None, kind="window", geometry=None):
+    """The CUDA kernels of `ptdit_export.kernels` for window and shifted-window attention (the
+    shifted kernel rolls, masks and rolls back by index arithmetic); SDPA for the other kinds
+    and for sizes the kernels do not take (said once per size)."""
+    from ptdit_export import kernels
+
+    if kind in ("window", "shifted_window"):
+        grid, window = geometry
+        reason = kernels.unsupported(q, heads)
+        if reason is None:
+            if kind == "window":
+                return kernels.window_attention(q, k, v, heads)
+            return kernels.shifted_window_attention(q, k, v, grid, heads, window)
+        _say_once(f"fused {kind} attention falls back to SDPA: {reason}")
+        if kind == "shifted_window":
+            return sdpa_shifted_attention(q, k, v, heads, grid, window)
+    return sdpa_attention(q, k, v, heads, bias=bias)
+
+
+def sdpa_shifted_attention(q, k, v, heads, grid, window):
+    """Shifted-window attention on unshifted q/k/v with SDPA: roll, region mask, roll back."""
+    from ptdit_export.model import layout
+
+    q, k, v = (layout.shift_windows(t, grid, window) for t in (q, k, v))
+    bias = layout.shift_region_bias(grid, window, q.dtype, q.device)  # (nW, N, N)
+    bias = bias.repeat(q.shape[0] // bias.shape[0], 1, 1)[:, None]  # (R, 1, N, N)
+    return layout.shift_windows(sdpa_attention(q, k, v, heads, bias=bias), grid, window, inverse=True)
+
+
+_said: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    if message not in _said:
+        _said.add(message)
+        log.warning(message)
 
 
 def attend(

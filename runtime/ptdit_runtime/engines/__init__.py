@@ -3,7 +3,8 @@
 `load_engine(component_dir, backend, ...)` opens one component folder of an engine folder:
 - "onnxruntime": component_dir/model.onnx on the CPU or CUDA provider (every component);
 - "tensorrt":    component_dir/engine.plan (+ the plugin library named in manifest.json);
-- "torch":       the PyTorch reference PTDiT from component_dir/config.json + weights;
+- "torch":       PTDiT in PyTorch from component_dir/config.json + weights (CPU, or CUDA with
+                 the fused kernels and CUDA graphs; torch.json from `build --backend torch`);
 - "ascend":      component_dir/model.om through ais_bench or CANN's acl (an Ascend NPU).
 Backends import their heavy libraries only when chosen.
 """
@@ -21,7 +22,8 @@ BACKENDS = ("onnxruntime", "tensorrt", "torch", "ascend")
 
 
 def resolve_backend(component_dir: str | Path, backend: str = "auto") -> str:
-    """'auto': TensorRT when an engine.plan is there and tensorrt imports, else ONNX Runtime."""
+    """'auto': TensorRT when an engine.plan is there and tensorrt imports; torch for a folder
+    `build --backend torch` wrote (torch.json, no ONNX model); else ONNX Runtime."""
     if backend != "auto":
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r} is not one of auto, {', '.join(BACKENDS)}")
@@ -35,6 +37,8 @@ def resolve_backend(component_dir: str | Path, backend: str = "auto") -> str:
                 f"{component_dir} holds only a TensorRT engine and TensorRT is not installed: install it "
                 "(pip install 'ptdit-export[tensorrt]') or export an ONNX model there (ptdit-export export)"
             )
+    if (component_dir / "torch.json").is_file() and not (component_dir / "model.onnx").is_file():
+        return "torch"
     if (component_dir / "model.om").is_file() and any(
         importlib.util.find_spec(m) for m in ("ais_bench", "acl")
     ):
@@ -60,7 +64,7 @@ def check_manifest(component_dir: Path, backend: str) -> None:
 def load_engine(component_dir: str | Path, backend: str = "auto", **options: Any) -> Engine:
     """Open one component. Options: provider, device_id, threads, io_binding (onnxruntime:
     model.optimized.onnx when the build saved one, else model.onnx); plugin_library, device_id,
-    cuda_graph, trust_plugins (tensorrt); device, dtype (torch)."""
+    cuda_graph, trust_plugins (tensorrt); device, dtype, attention, cuda_graph, compile (torch)."""
     component_dir = Path(component_dir)
     backend = resolve_backend(component_dir, backend)
     if backend == "onnxruntime":
@@ -85,7 +89,8 @@ def load_engine(component_dir: str | Path, backend: str = "auto", **options: Any
         return OmEngine(component_dir, **{k: v for k, v in options.items() if k in ("device_id", "session")})
     from ptdit_runtime.engines.torch_ref import TorchEngine
 
-    return TorchEngine(component_dir, **{k: v for k, v in options.items() if k in ("device", "dtype")})
+    keys = ("device", "dtype", "attention", "cuda_graph", "compile")
+    return TorchEngine(component_dir, **{k: v for k, v in options.items() if k in keys})
 
 
 __all__ = ["BACKENDS", "Engine", "TensorSpec", "load_engine", "resolve_backend"]
