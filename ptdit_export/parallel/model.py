@@ -39,14 +39,23 @@ class ShardedPTDiT(nn.Module):
             (frames, height // p, width // p), self.config.window, self.comm.rank, self.comm.world
         )
 
-    def forward(self, hidden_states, timestep, encoder_hidden_states, encoder_attention_mask=None):
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.Tensor | None = None,
+        added_cond_kwargs: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Full [B, C, F, H, W] in, full output out (each rank computes its slab, then all-gather)."""
         b, c, f, hh, ww = hidden_states.shape
         self.model._check_inputs(hidden_states, timestep, encoder_hidden_states, encoder_attention_mask)
         plan = self.plan(f, hh, ww)
         p = self.config.patch_size
         local = plan.slice_rows(hidden_states, 3, p)
-        out = self.forward_slab(local, timestep, encoder_hidden_states, encoder_attention_mask, hh)
+        out = self.forward_slab(
+            local, timestep, encoder_hidden_states, encoder_attention_mask, hh, added_cond_kwargs
+        )
         return torch.cat(self.comm.all_gather(out, "output"), dim=3)
 
     def forward_slab(
@@ -56,9 +65,10 @@ class ShardedPTDiT(nn.Module):
         encoder_hidden_states: torch.Tensor,
         encoder_attention_mask: torch.Tensor | None,
         height: int,
+        added_cond_kwargs: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """hidden_states [B, C, F, H/P, W] (this rank's rows of a latent `height` rows high)
-        -> [B, out_channels, F, H/P, W] fp32."""
+        -> [B, out_channels, F, H/P, W] fp32. Arguments otherwise as PTDiT.forward."""
         m, cfg = self.model, self.config
         if attention.active().fuses_shift:
             raise ValueError(
@@ -76,7 +86,7 @@ class ShardedPTDiT(nn.Module):
         # 1. Input: patches + this slab's rows of the whole grid's position code, windows
         x = _embed_slab(m, hidden_states.to(dtype), plan)  # (B, F, hs, w, D)
         x = layout.grid_to_windows(x, cfg.window)  # (B nW_l, N, D)
-        t6, t_emb = m.adaln_single(timestep.to(dtype), dtype)
+        t6, t_emb = m.adaln_single(timestep.to(dtype), dtype, **(added_cond_kwargs or {}))
         text = encoder_hidden_states.to(dtype)
         if m.caption_projection is not None:
             text = m.caption_projection(text)  # (B, L, D)

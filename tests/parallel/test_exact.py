@@ -19,6 +19,7 @@ from ptdit_export.parallel.launch import spawn
 from tests.parallel import workers
 
 TOL = 1e-5  # fp32 parity with the single-process model (issue 18)
+WIDTH_48 = {"head_dim": 24, "cross_attention_dim": 48}
 
 
 def _cases(parts: int, seed: int) -> list[dict]:
@@ -37,6 +38,8 @@ def _cases(parts: int, seed: int) -> list[dict]:
         dict(preset="tiny", latent=latent(tiny_px, 1), overrides={"shift_window": False}),
         dict(preset="tiny", latent=latent(tiny_px, 1), overrides={"proxy_compress_ratios": (1, 4, 4)}),
         dict(preset="tiny-video", latent=latent(video_px, 2 * rng.randint(1, 2))),  # video windows
+        # resolution / aspect-ratio conditions (sample_size 128); hidden 48 splits into thirds
+        dict(preset="tiny", latent=latent(tiny_px, 1), overrides=dict(sample_size=128, **WIDTH_48)),
     ]
     for case in cases:
         case.update(seed=rng.randrange(1 << 30), batch=rng.randint(2, 3), text_len=rng.randint(3, 9))

@@ -40,7 +40,17 @@ def forward_cases(rank: int, cases: list[dict], loop: dict | None = None, steps:
     out = []
     for case in cases:
         model = _model(case)
-        args = _inputs(model, case, torch.Generator().manual_seed(case["seed"]))
+        g = torch.Generator().manual_seed(case["seed"])
+        args = _inputs(model, case, g)
+        if model.config.use_additional_conditions:  # PixArt resolution / aspect-ratio inputs
+            b = case["batch"]
+            args = (
+                *args,
+                {
+                    "resolution": torch.rand(b, 2, generator=g) * 1024,
+                    "aspect_ratio": torch.rand(b, 1, generator=g),
+                },
+            )
         with torch.no_grad():
             ref = model(*args)
             comm.reset()
