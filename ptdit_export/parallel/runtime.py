@@ -119,7 +119,7 @@ def generate(
     timings, latents, pictures = Timings(), [], []
     n = len(req.prompts)
     chunks = [range(i, min(i + req.chunk, n)) for i in range(0, n, req.chunk)]
-    for idx in chunks:
+    for k, idx in enumerate(chunks):
         # 1. caption features on rank 0, broadcast once per generation
         t0 = time.perf_counter()
         if comm.rank == 0:
@@ -128,10 +128,14 @@ def generate(
             )
             shapes = (embeds.shape, mask.shape)
         shapes = comm.broadcast_object(shapes if comm.rank == 0 else None)
-        e = torch.from_numpy(np.ascontiguousarray(embeds, np.float32)) if comm.rank == 0 else None
-        m = torch.from_numpy(np.ascontiguousarray(mask, np.int64)) if comm.rank == 0 else None
-        e = comm.broadcast(e if e is not None else torch.empty(shapes[0]), "text")
-        m = comm.broadcast(m if m is not None else torch.empty(shapes[1], dtype=torch.int64), "text")
+        dev = comm.device  # NCCL moves device tensors only
+        if comm.rank == 0:
+            e = torch.from_numpy(np.ascontiguousarray(embeds, np.float32)).to(dev)
+            m = torch.from_numpy(np.ascontiguousarray(mask, np.int64)).to(dev)
+        else:
+            e = torch.empty(shapes[0], device=dev)
+            m = torch.empty(shapes[1], dtype=torch.int64, device=dev)
+        e, m = comm.broadcast(e, "text").cpu(), comm.broadcast(m, "text").cpu()
         timings.text_encoder += time.perf_counter() - t0
 
         # 2. this rank's rows of the seeded noise, the runtime's loop on the slab
@@ -139,13 +143,14 @@ def generate(
         noise = noise[:, :, :, plan.row0 * p : (plan.row0 + plan.rows) * p]
         z = pipe.denoise(
             np.ascontiguousarray(noise), e.numpy(), m.numpy(), req.steps, req.guidance,
-            req.height, req.width, req.frames, timings, progress,
+            req.height, req.width, req.frames, timings,
+            None if progress is None else _offset(progress, k, len(chunks)),
         )  # fmt: skip
 
         # 3. whole latents on rank 0, VAE there
-        parts = comm.all_gather(torch.from_numpy(np.ascontiguousarray(z)), "latents")
+        parts = comm.all_gather(torch.from_numpy(np.ascontiguousarray(z)).to(dev), "latents")
         if comm.rank == 0:
-            z = torch.cat(parts, dim=3).numpy()
+            z = torch.cat(parts, dim=3).cpu().numpy()
             latents.append(z)
             if req.output != "latent":
                 t0 = time.perf_counter()
@@ -160,3 +165,8 @@ def generate(
         pictures = [q[0] for q in pictures]
     timings.total = time.perf_counter() - start
     return PipelineOutput(pictures, np.concatenate(latents), timings)
+
+
+def _offset(progress: Callable[[int, int], None], chunk: int, chunks: int) -> Callable[[int, int], None]:
+    """Report the steps of chunk `chunk` as steps of the whole call."""
+    return lambda i, total: progress(chunk * total + i, total * chunks)
