@@ -60,6 +60,12 @@ def output_path(out: Path, frames: int) -> Path:
 )
 @click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--cuda-graph", is_flag=True, help="TensorRT: replay CUDA graphs for repeated shapes.")
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Window-sharded PyTorch run over P processes (torchrun --nproc-per-node P); docs/parallel.md.",
+)
 @click.option("--fps", type=int, default=8, show_default=True, help="Frames per second of .gif/.mp4.")
 @click.option(
     "--zoom",
@@ -76,7 +82,13 @@ def output_path(out: Path, frames: int) -> Path:
     help="Picture to write (.png, .gif or .mp4); several prompts add _000, _001, ...",
 )
 def generate(
-    prompt: tuple[str, ...], engine_dir: Path, out: Path, fps: int, zoom: int | None, **opts
+    prompt: tuple[str, ...],
+    engine_dir: Path,
+    out: Path,
+    fps: int,
+    zoom: int | None,
+    parallel: int | None,
+    **opts,
 ) -> None:
     """Generate pictures for PROMPT (one or more) with an engine folder, and time each stage."""
     if engine_dir is None:
@@ -84,6 +96,10 @@ def generate(
         from ptdit_export.model.presets import default_model
 
         engine_dir = DEFAULT_OUT / default_model()
+    if parallel:
+        from ptdit_export.parallel.cli import generate_parallel
+
+        return generate_parallel(prompt, engine_dir, out, fps, zoom, parallel, opts)
     from tqdm import tqdm
 
     from ptdit_runtime import EngineFolder, MissingComponent, Pipeline, check_request
