@@ -82,18 +82,22 @@ def generate(
     )
     inputs = build_inputs(module, prompt, values)
     outputs = [module.InferRequestedOutput(output)]
+    if protocol == "http":
+        client = module.InferenceServerClient(url, connection_timeout=timeout, network_timeout=timeout)
+        call = dict(outputs=outputs)
+    else:
+        client = module.InferenceServerClient(url)
+        call = dict(outputs=outputs, client_timeout=timeout)
     try:
-        if protocol == "http":
-            client = module.InferenceServerClient(url, connection_timeout=timeout, network_timeout=timeout)
-            result = client.infer(model, inputs, outputs=outputs)
-        else:
-            client = module.InferenceServerClient(url)
-            result = client.infer(model, inputs, outputs=outputs, client_timeout=timeout)
-        client.close()
+        result = client.infer(model, inputs, **call)
     except InferenceServerException as err:
         raise ServingError(f"{url}: {err.message() or err}") from None
-    except OSError as err:  # refused connections, timeouts on HTTP
-        raise ServingError(f"{url}: {err}; is the server running (ptdit-export serve)?") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as err:  # refused or closed connections, timeouts (gevent's are BaseException)
+        raise ServingError(f"{url}: {type(err).__name__}: {err}; is the server running (ptdit-export serve)?") from None
+    finally:
+        client.close()  # an open connection would hold the server's shutdown for its exit timeout
     array = result.as_numpy(output)
     if array is None:
         raise ServingError(f"{url}: the answer has no {output!r} output")

@@ -297,6 +297,35 @@ class TritonServer:
         with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
             return response.read().decode()
 
+    # ------------------------------------------------------------------ faults
+    def stubs(self) -> dict[int, str]:
+        """The server's Python-backend stub processes: pid -> state letter (Z: dead, unreaped)."""
+        found = {}
+        if self.process is None:
+            return found
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+            if int(rest[1]) == self.process.pid and name.startswith("triton_python"):
+                found[int(entry.name)] = rest[0]
+        return found
+
+    def heal(self, timeout: float = 300.0) -> bool:
+        """Restart the server when a backend stub has died. Triton 2.51 neither restarts the stub
+        nor marks the model unready: it answers every request "Stub process ... is not healthy",
+        and unloading the model hangs on the dead stub. Returns whether it restarted."""
+        if "Z" not in self.stubs().values():
+            return False
+        log.warning("a backend stub of tritonserver %d died; restarting the server", self.process.pid)
+        self.stop(timeout=0)  # SIGINT, then at once SIGKILL to the group: the dead stub cannot unload
+        self.start(timeout)
+        return True
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -314,7 +343,8 @@ class TritonServer:
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                log.warning("tritonserver %d did not stop in %.0f s; killing it", proc.pid, timeout)
+                if timeout:
+                    log.warning("tritonserver %d did not stop in %.0f s; killing it", proc.pid, timeout)
                 os.killpg(proc.pid, signal.SIGKILL)  # the server and its backend stubs
                 proc.wait(10)
         try:  # stubs left behind by a killed server

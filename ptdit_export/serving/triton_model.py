@@ -4,7 +4,8 @@ Each instance loads one ptdit_runtime.Pipeline from the engine folder beside thi
 of requests is read row by row (every input has a leading batch axis); rows are checked by the
 runtime, bad ones answered with its message, and the good ones grouped by (steps, guidance,
 height, width) so that each group is one Pipeline call. Outputs: `image` uint8 [H, W, 3] per row
-([F, H, W, 3] for video) and, when asked for, `png` (the encoded picture).
+([F, H, W, 3] for video) and, when asked for, `png` (the encoded picture). Requests answered
+with an error are counted in the metric ptdit_request_failure{reason="invalid"|"failed"}.
 """
 
 from __future__ import annotations
@@ -61,6 +62,15 @@ class TritonPythonModel:
             "width": width,
         }
         self.outputs = {o["name"] for o in config["output"]}
+        # Triton 2.51 counts error responses of Python models as successes; count them here
+        family = pb_utils.MetricFamily(
+            name="ptdit_request_failure",
+            description="Requests answered with an error: invalid (the runtime's check) or failed (generation)",
+            kind=pb_utils.MetricFamily.COUNTER,
+        )
+        labels = {"model": args["model_name"], "version": args["model_version"]}
+        self.family = family  # the metrics live only as long as their family
+        self.failures = {r: family.Metric(labels={**labels, "reason": r}) for r in ("invalid", "failed")}
         log.info("%s: loaded %s on %s", args["model_instance_name"], engine, "GPU" if gpu else "CPU")
 
     # ------------------------------------------------------------------ requests
@@ -104,6 +114,7 @@ class TritonPythonModel:
                     self._check(row)
             except Exception as err:  # noqa: BLE001 - every failure becomes this request's error
                 responses[r] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(err)))
+                self.failures["invalid"].increment(1)
                 continue
             for i, row in enumerate(rows):
                 key = (row["steps"], row["guidance"], row["height"], row["width"])
@@ -129,6 +140,7 @@ class TritonPythonModel:
                 log.exception("generation failed")
                 for r in {m[0] for m in alive}:
                     responses[r] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(err)))
+                    self.failures["failed"].increment(1)
                 continue
             for (r, i, _), image in zip(alive, out.images):
                 images[r, i] = image
