@@ -95,7 +95,9 @@ def generate(
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as err:  # refused or closed connections, timeouts (gevent's are BaseException)
-        raise ServingError(f"{url}: {type(err).__name__}: {err}; is the server running (ptdit-export serve)?") from None
+        raise ServingError(
+            f"{url}: {type(err).__name__}: {err}; is the server running (ptdit-export serve)?"
+        ) from None
     finally:
         client.close()  # an open connection would hold the server's shutdown for its exit timeout
     array = result.as_numpy(output)

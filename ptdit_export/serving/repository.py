@@ -173,11 +173,12 @@ def config_pbtxt(config: RepoConfig, video: bool = False) -> str:
         instances = f"instance_group [\n  {{\n    count: {config.instances or 1}\n    kind: KIND_CPU\n  }}\n]"
     batching = ""
     if config.batching:
+        # a preferred size of 1 would make the batcher dispatch single requests at once
+        preferred = (
+            f"  preferred_batch_size: [{config.preferred_batch}]\n" if config.preferred_batch > 1 else ""
+        )
         batching = (
-            "dynamic_batching {\n"
-            f"  preferred_batch_size: [{config.preferred_batch}]\n"
-            f"  max_queue_delay_microseconds: {config.queue_delay_us}\n"
-            "}\n"
+            f"dynamic_batching {{\n{preferred}  max_queue_delay_microseconds: {config.queue_delay_us}\n}}\n"
         )
     params = {
         "engine_dir": "engine",
