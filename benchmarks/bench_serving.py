@@ -100,6 +100,7 @@ def load(url: str, clients: int, requests: int, steps: int, timeout: float, dead
                 (
                     lost if "timed out" in str(err).lower() or "deadline" in str(err).lower() else failed
                 ).append(str(err))
+                time.sleep(0.5)  # a client backs off after an error
 
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
@@ -170,7 +171,6 @@ def fault_run(server, args, deadline) -> dict:
             if line.startswith(wanted)
         }
 
-    before = counters()
     stop = threading.Event()
     answers: list[list[str]] = []
     heals: list[float] = []
@@ -199,10 +199,8 @@ def fault_run(server, args, deadline) -> dict:
         "load": result,
         "server_alive": server.process.poll() is None and server.ready("ptdit"),
         "restarted_after_s": heals,
-        "malformed_answers": answers[0] if answers else [],
-        "metrics_delta": {
-            k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)
-        },
+        "malformed_answers": answers[-1] if answers else [],  # the last round: after any restart
+        "metrics_at_end": after,  # the counters start again with a restarted server
     }
 
 

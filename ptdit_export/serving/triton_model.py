@@ -113,7 +113,7 @@ class TritonPythonModel:
                 for row in rows:
                     self._check(row)
             except Exception as err:  # noqa: BLE001 - every failure becomes this request's error
-                responses[r] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(err)))
+                responses[r] = pb_utils.InferenceResponse(error=_invalid(str(err)))
                 self.failures["invalid"].increment(1)
                 continue
             for i, row in enumerate(rows):
@@ -161,6 +161,12 @@ class TritonPythonModel:
 
     def finalize(self) -> None:
         self.pipe.close()
+
+
+def _invalid(message: str):
+    """A client error (HTTP 400 / INVALID_ARGUMENT) where the backend knows error codes."""
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
 
 
 def _png(image: np.ndarray) -> bytes:
