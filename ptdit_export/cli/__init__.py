@@ -27,9 +27,17 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from ptdit_export.cli import bench_cmd, build_cmd, export_cmd, flops_cmd, generate_cmd, model_cmds
+    from ptdit_export.cli import (
+        bench_cmd,
+        build_cmd,
+        export_cmd,
+        flops_cmd,
+        generate_cmd,
+        model_cmds,
+        serve_cmds,
+    )
 
-    for module in (model_cmds, flops_cmd, export_cmd, build_cmd, generate_cmd, bench_cmd):
+    for module in (model_cmds, flops_cmd, export_cmd, build_cmd, generate_cmd, bench_cmd, serve_cmds):
         for command in module.COMMANDS:
             main.add_command(command)
 
