@@ -7,7 +7,8 @@
   output channels, so the velocity is the first half), every parameter randomised, exported
   static (batch 2 = one prompt with guidance, latent 16x16, text length 16) with the lead's
   `onnx_from_model`; static because a dynamic export of even this model takes over a minute;
-- engine folders assembling them with a space-to-depth VAE decoder and a scheduler config.
+- engine folders assembling them with a space-to-depth VAE decoder and a scheduler config, with
+  the root manifest.json a build writes (`write_manifest`).
 """
 
 from __future__ import annotations
@@ -120,6 +121,18 @@ def engine_folder(
         SpaceToDepthVAE(FACTOR).onnx_decoder(root)
     write_json(root / "scheduler" / "scheduler_config.json", scheduler or {"kind": "rflow"})
     update_model_index(root, scheduler="scheduler")
+    return write_manifest(root)
+
+
+def write_manifest(root: Path, backend: str = "onnxruntime") -> Path:
+    """The root manifest.json over every file now in ROOT (what `ptdit-export build` writes last);
+    call it again after changing a test folder on purpose."""
+    import json
+
+    from ptdit_runtime.manifest import FORMAT, MANIFEST, records_for
+
+    manifest = {"format": FORMAT, "key": "test-folder", "backend": backend, "files": records_for(root)}
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return root
 
 
