@@ -140,3 +140,30 @@ def write_manifest(root: Path, backend: str = "onnxruntime") -> Path:
 def shared_engine_folder() -> Path:
     """One complete folder many tests read (never modify it)."""
     return engine_folder(scratch() / "engine")
+
+
+def copy_folder(src: Path, dst: Path) -> Path:
+    """A private copy of an engine folder, to damage on purpose."""
+    shutil.copytree(src, dst)
+    return dst
+
+
+def run_cli(*args: str):
+    """`ptdit-export ARGS` in-process through the real command group (its error handling included)."""
+    from click.testing import CliRunner
+
+    from ptdit_export.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def assert_one_error(result, code: int, *needles: str) -> str:
+    """The command failed with exit CODE, printed exactly one `Error:` line (containing every
+    needle) and no traceback; returns that line."""
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == code, (result.exit_code, result.output)
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an escaped exception
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+    return errors[0]
