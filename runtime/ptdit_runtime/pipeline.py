@@ -26,6 +26,7 @@ import numpy as np
 
 from ptdit_runtime.engines import Engine, load_engine, resolve_backend
 from ptdit_runtime.folder import EngineFolder
+from ptdit_runtime.manifest import FolderError, read_manifest
 from ptdit_runtime.media import check_zoom_fps, save, save_latents, to_uint8
 from ptdit_runtime.noise import initial_noise
 from ptdit_runtime.request import Request, check_request
@@ -37,6 +38,16 @@ from ptdit_runtime.vae import VaeDecoder
 log = logging.getLogger(__name__)
 
 TEXT_INPUTS = ("encoder_hidden_states", "encoder_attention_mask")
+
+
+LOAD_ATTEMPTS = 3
+
+
+def _current_manifest(path) -> dict | None:
+    try:
+        return read_manifest(path)
+    except (OSError, ValueError):
+        return None
 
 
 class NonFiniteError(ValueError):
@@ -107,17 +118,33 @@ class Pipeline:
         from ptdit_runtime.engines.ort import check_threads, resolve_provider
 
         check_threads(threads)
-        folder = EngineFolder(path, verify=verify)
+        options = dict(
+            backend=backend, provider=resolve_provider(provider), device_id=device_id, threads=threads,
+            cuda_graph=cuda_graph, plugin_library=plugin_library, torch_device=torch_device,
+        )  # fmt: skip
+        # a build swaps a new folder in with one rename: if that happened while we were loading
+        # (the manifest read after loading differs from the one read before), load again
+        for _ in range(LOAD_ATTEMPTS):
+            folder = EngineFolder(path, verify=verify)
+            pipe = cls._load(folder, **options)
+            if verify == "none" or _current_manifest(path) == folder.manifest:
+                return pipe
+            pipe.close()
+            log.info("%s was replaced while loading; loading it again", path)
+        raise FolderError(f"{path} kept changing while loading (a build running?); try again when it is done")
+
+    @classmethod
+    def _load(cls, folder: EngineFolder, backend, provider, device_id, threads, cuda_graph, plugin_library,
+              torch_device) -> Pipeline:  # fmt: skip
         backend = resolve_backend(folder.transformer_dir, backend)
-        ort_provider = resolve_provider(provider)
         options = {
-            "onnxruntime": {"provider": ort_provider, "device_id": device_id, "threads": threads},
+            "onnxruntime": {"provider": provider, "device_id": device_id, "threads": threads},
             "tensorrt": {"device_id": device_id, "cuda_graph": cuda_graph, "plugin_library": plugin_library},
             "torch": {"device": torch_device},
             "ascend": {"device_id": device_id},
         }[backend]
         transformer = load_engine(folder.transformer_dir, backend, **options)
-        side = {"provider": ort_provider, "device_id": device_id, "threads": threads}
+        side = {"provider": provider, "device_id": device_id, "threads": threads}
         text = None
         if folder.text_encoder_dir:
             cfg = folder.text_config
@@ -129,8 +156,9 @@ class Pipeline:
             else None
         )
         log.info(
-            "loaded %s: transformer on %s, text encoder %s, VAE %s", path, backend, bool(text), bool(vae)
-        )
+            "loaded %s: transformer on %s, text encoder %s, VAE %s",
+            folder.root, backend, bool(text), bool(vae),
+        )  # fmt: skip
         return cls(folder, transformer, text, vae)
 
     # -------------------------------------------------------------- checking
