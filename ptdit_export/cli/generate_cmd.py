@@ -2,7 +2,9 @@
 
 Everything the options and the folder's JSON files can tell is checked before any engine
 loads: the request (sizes, steps, guidance), the output path (writable, right suffix, zoom),
-and the folder against its manifest. Bad options exit 2, failures exit 1, one `Error:` line each.
+and the folder against its manifest. Bad options exit 2 (click usage errors); library errors
+(ValueError, OSError) propagate to `ptdit_export.cli.Main`, which prints one `Error:` line
+and exits 1 (a traceback with -vv).
 """
 
 from __future__ import annotations
@@ -181,10 +183,7 @@ def generate(
     # 2. the folder (manifest, components, JSON files) and the request, before any engine loads
     engine_dir = _engine_dir(engine_dir)
     verify = "full" if verify_files else "size"
-    try:
-        folder = EngineFolder(engine_dir, verify=verify)
-    except (ValueError, OSError) as err:
-        raise click.ClickException(str(err)) from None
+    folder = EngineFolder(engine_dir, verify=verify)  # library errors: one `Error:` line (cli.Main)
     latent = kind == "latent"
     _check_components(folder, bool(prompt), latent)
     request = dict(
@@ -210,14 +209,8 @@ def generate(
         check_zoom_fps(checked.height, checked.width, zoom, fps)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--zoom/--fps") from None
-    try:
-        check_writable(out)
-    except ValueError as err:
-        raise click.ClickException(str(err)) from None
-    try:
-        _warn_about_text(folder, prompt, opts["negative_prompt"] if checked.guided else None)
-    except (ValueError, OSError) as err:
-        raise click.ClickException(str(err)) from None
+    check_writable(out)
+    _warn_about_text(folder, prompt, opts["negative_prompt"] if checked.guided else None)
 
     # 4. load, 5. generate with a progress bar, 6. write and report
     logging.getLogger("ptdit_runtime.text").setLevel(logging.ERROR)  # truncation was reported above
@@ -230,16 +223,10 @@ def generate(
             cuda_graph=opts["cuda_graph"],
             verify="size",  # hashes (--verify-files) were checked in 2.; sizes again in case of a swap
         )
-    except (RuntimeError, ValueError, OSError) as err:
+    except RuntimeError as err:  # a backend or provider this machine lacks
         raise click.ClickException(str(err)) from None
     result = _run(pipe, checked, list(prompt), cond, uncond, request)
-    try:
-        if latent:
-            paths = [result.save_latents(out)]
-        else:
-            paths = result.save(out, fps=fps, zoom=zoom)
-    except (ValueError, OSError) as err:
-        raise click.ClickException(f"writing {out} failed: {err}") from None
+    paths = [result.save_latents(out)] if latent else result.save(out, fps=fps, zoom=zoom)
     for path in paths:
         click.echo(
             f"wrote {path}" + (f" (each pixel shown {zoom}x{zoom})" if zoom > 1 and not latent else "")
@@ -294,12 +281,7 @@ def _run(pipe, checked, prompts, cond, uncond, request):
         def progress(done: int, total: int) -> None:
             bar.update(done - bar.n)  # tqdm redraws at most every 0.1 s
 
-        try:
-            return pipe(
-                prompts or None, progress=progress, prompt_embeds=cond, negative_embeds=uncond, **request
-            )
-        except ValueError as err:
-            raise click.ClickException(str(err)) from None
+        return pipe(prompts or None, progress=progress, prompt_embeds=cond, negative_embeds=uncond, **request)
 
 
 def _warn_about_text(folder, prompts, negative: str | None) -> None:

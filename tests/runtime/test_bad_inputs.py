@@ -300,3 +300,12 @@ def test_library_errors_are_value_or_file_errors(folder, tmp_path):
     with pytest.raises(ValueError, match="latents are written as .npy"):
         media.save_latents(np.zeros(3), tmp_path / "x.png")
     assert not any(tmp_path.iterdir())
+
+
+def test_tracebacks_only_with_vv(folder, tmp_path):
+    copy = damage(folder, tmp_path, "transformer/config.json", [])
+    args = ["generate", "x", "--engine-dir", str(copy), "-o", str(tmp_path / "x.png")]
+    assert_one_error(run_cli(*args), 1, "holds a JSON list")
+    assert_one_error(run_cli("-v", *args), 1, "holds a JSON list")
+    result = run_cli("-vv", *args)  # the exception itself reaches the caller (click prints its traceback)
+    assert isinstance(result.exception, ValueError) and "holds a JSON list" in str(result.exception)
