@@ -309,3 +309,18 @@ def test_tracebacks_only_with_vv(folder, tmp_path):
     assert_one_error(run_cli("-v", *args), 1, "holds a JSON list")
     result = run_cli("-vv", *args)  # the exception itself reaches the caller (click prints its traceback)
     assert isinstance(result.exception, ValueError) and "holds a JSON list" in str(result.exception)
+
+
+def test_damaged_torch_weights_are_one_clear_error(engine_dir, tmp_path):
+    copy = damage(
+        engine_dir,
+        tmp_path,
+        "transformer/model.safetensors",
+        truncated(engine_dir, "transformer/model.safetensors"),
+    )
+    with pytest.raises((ValueError, FileNotFoundError), match="cannot read weights"):
+        Pipeline.from_dir(copy, backend="torch")
+    result = run_cli(
+        "generate", "x", "--engine-dir", str(copy), "--backend", "torch", "-o", str(tmp_path / "x.png")
+    )
+    assert_one_error(result, 1, "model.safetensors", "cannot read weights")

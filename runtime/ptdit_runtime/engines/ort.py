@@ -16,16 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ptdit_runtime.engines.base import Engine, TensorSpec
+from ptdit_runtime.engines.base import Engine, EngineLoadError, TensorSpec
 from ptdit_runtime.engines.dtypes import ONNX_ELEMENT_BFLOAT16, ONNX_TYPES
 
 log = logging.getLogger(__name__)
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-
-
-class EngineLoadError(ValueError):
-    """A model file that exists but cannot be loaded (damaged, truncated, not ONNX)."""
 
 
 def max_threads() -> int:
