@@ -79,6 +79,10 @@ def build_folder(root: Path, preset: str, size: int) -> Path:
     onnx_from_vae(vae.eval(), root)
     write_json(root / "scheduler" / "scheduler_config.json", {"kind": "rflow"})
     update_model_index(root, scheduler="scheduler")
+    from ptdit_runtime.manifest import FORMAT, MANIFEST, records_for
+
+    manifest = {"format": FORMAT, "key": "bench", "backend": "onnxruntime", "files": records_for(root)}
+    write_json(root / MANIFEST, manifest)  # last, as `ptdit-export build` does; from_dir requires it
     print(f"built a {preset} engine folder for {size}x{size} in {time.perf_counter() - t0:.0f} s")
     return root
 

@@ -343,10 +343,12 @@ def test_runtime_pipeline_draws_what_pytorch_draws(shipped, tmp_path):
     from ptdit_export.builder.components import write_components
     from ptdit_export.export.transformer import ExportSettings, onnx_from_model
     from ptdit_runtime.pipeline import Pipeline
+    from tests.runtime.builders import write_manifest
 
     settings = ExportSettings(precision="fp32", latent_height=16, latent_width=16, text_len=demo.MAX_LENGTH)
     onnx_from_model(shipped.transformer, tmp_path, settings)
     write_components(tmp_path, "demo", {})
+    write_manifest(tmp_path)  # what `ptdit-export build` writes last; from_dir requires it
     pipe = Pipeline.from_dir(tmp_path, backend="onnxruntime", provider="cpu", threads=2)
     scenes = demo.held_out_scenes()[:4]
     prompts, seeds = [s.caption() for s in scenes], [11, 12, 13, 14]

@@ -9,7 +9,21 @@ import click
 from ptdit_export import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Main(click.Group):
+    """The one place where library errors become one `Error: ...` line and exit 1 (click's own
+    usage errors exit 2); with -vv they keep their traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (ValueError, OSError) as err:  # FileNotFoundError and PermissionError are OSErrors
+            if ctx.params.get("verbose", 0) >= 2:
+                raise
+            text = " ".join(str(err).split()) or type(err).__name__
+            raise click.ClickException(text) from None
+
+
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ptdit-export")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def main(verbose: int) -> None:

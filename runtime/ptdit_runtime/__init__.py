@@ -12,8 +12,9 @@ tensorrt + cuda-python, or torch for the reference backend). See docs/runtime.md
 from ptdit_runtime.configs import SchedulerConfig, TextEncoderConfig, VaeDecoderConfig
 from ptdit_runtime.engines import Engine, TensorSpec, load_engine
 from ptdit_runtime.folder import EngineFolder, MissingComponent
+from ptdit_runtime.manifest import FolderError, MissingManifest
 from ptdit_runtime.media import save, to_uint8
-from ptdit_runtime.pipeline import Pipeline, PipelineOutput
+from ptdit_runtime.pipeline import NonFiniteError, Pipeline, PipelineOutput
 from ptdit_runtime.request import Request, check_request
 from ptdit_runtime.schedulers import make_sampler
 from ptdit_runtime.timing import Timings
@@ -23,6 +24,9 @@ __version__ = "0.1.0"
 __all__ = [
     "Engine",
     "EngineFolder",
+    "FolderError",
+    "MissingManifest",
+    "NonFiniteError",
     "MissingComponent",
     "Pipeline",
     "PipelineOutput",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,22 +31,61 @@ DIFFUSERS_CLASSES = {
 }
 
 
+class ConfigError(ValueError):
+    """A JSON file of the engine folder is unreadable or has a field with a bad value."""
+
+
+class MissingFile(FileNotFoundError):
+    """A file the engine folder needs is not there."""
+
+
+def _check_type(name: str, value: Any, default: Any, what: str) -> None:
+    """A field must have its default's type (ints for ints, numbers for floats, ...)."""
+    if default is None:  # optional fields (str | None) are checked by __post_init__
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(
+            f"{what} field {name!r}: {value!r} is not a {type(default).__name__}"
+            + (" (finite)" if isinstance(default, float) else "")
+            + "; re-run the export that writes it"
+        )
+
+
 def _from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(k for k in data if k not in names and not k.startswith("_"))
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(k for k in data if k not in fields and not k.startswith("_"))
     if unknown:
         log.debug("%s: ignoring unknown fields %s", what, unknown)
-    return cls(**{k: v for k, v in data.items() if k in names})
+    for k, v in data.items():
+        if k in fields and fields[k].default is not dataclasses.MISSING:
+            _check_type(k, v, fields[k].default, what)
+    return cls(**{k: v for k, v in data.items() if k in fields})
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON object (not a list, number or string) from PATH; errors name the file and the fix."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path} is missing; re-run the export that writes it") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); re-run the export that writes it") from err
+        raise MissingFile(f"{path} is missing; re-run the export that writes it") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder, not a JSON file; re-run the export that writes it") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path} is not valid JSON ({err}); re-run the export that writes it") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path} holds a JSON {type(data).__name__}, not an object; re-run the export that writes it"
+        )
+    return data
 
 
 def write_json(obj: Any, path: str | Path) -> Path:
@@ -79,7 +119,7 @@ class SchedulerConfig:
     def __post_init__(self) -> None:
         def bad(name: str, allowed: tuple[str, ...]) -> ValueError:
             value = getattr(self, name)
-            return ValueError(f"scheduler config field {name!r}: {value!r} is not one of {allowed}")
+            return ConfigError(f"scheduler config field {name!r}: {value!r} is not one of {allowed}")
 
         if self.kind not in SCHEDULER_KINDS:
             raise bad("kind", SCHEDULER_KINDS)
@@ -90,12 +130,14 @@ class SchedulerConfig:
         if self.prediction_type not in PREDICTION_TYPES:
             raise bad("prediction_type", PREDICTION_TYPES)
         if (self.kind == "rflow") != (self.prediction_type == "flow"):
-            raise ValueError(
+            raise ConfigError(
                 f"scheduler config: kind {self.kind!r} does not go with prediction_type "
                 f"{self.prediction_type!r}; rflow takes 'flow', ddim/dpmpp2m take 'v_prediction' or 'epsilon'"
             )
         if self.num_train_timesteps < 1:
-            raise ValueError("scheduler config field 'num_train_timesteps' must be >= 1")
+            raise ConfigError("scheduler config field 'num_train_timesteps' must be >= 1")
+        if self.base_pixels < 1 or self.transform_scale <= 0:
+            raise ConfigError("scheduler config fields 'base_pixels' and 'transform_scale' must be > 0")
 
     @property
     def spacing(self) -> str:
@@ -122,6 +164,10 @@ class TextEncoderConfig:
     model_type: str = "t5"
     source: str = ""  # the Hugging Face folder it was exported from
     opset: int = 18
+
+    def __post_init__(self) -> None:
+        if self.max_length < 1 or self.hidden_size < 1:
+            raise ConfigError("text_encoder config fields 'max_length' and 'hidden_size' must be >= 1")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TextEncoderConfig:
@@ -150,9 +196,15 @@ class VaeDecoderConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in VAE_KINDS:
-            raise ValueError(f"vae_decoder config field 'kind': {self.kind!r} is not one of {VAE_KINDS}")
+            raise ConfigError(f"vae_decoder config field 'kind': {self.kind!r} is not one of {VAE_KINDS}")
         if self.scaling_factor == 0:
-            raise ValueError("vae_decoder config field 'scaling_factor' must not be 0")
+            raise ConfigError("vae_decoder config field 'scaling_factor' must not be 0")
+        for name in ("latent_channels", "spatial_compression", "temporal_compression"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"vae_decoder config field {name!r} must be >= 1; got {getattr(self, name)}; "
+                    "re-export the VAE decoder"
+                )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VaeDecoderConfig:

@@ -1,4 +1,5 @@
-"""Pictures out: uint8 conversion, PNG (one frame), GIF (Pillow) and MP4 (imageio-ffmpeg)."""
+"""Pictures out: uint8 conversion, PNG (one frame), GIF (Pillow), MP4 (imageio-ffmpeg) and .npy
+latents, each written atomically (ptdit_runtime.atomic: a full disk never leaves a partial file)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+
+from ptdit_runtime.atomic import atomic_path
+
+MAX_SIDE = 16384  # pixels per side of a written picture, zoom included
+MAX_FPS = 1000
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -25,24 +31,55 @@ def save(frames: np.ndarray, path: str | Path, fps: int = 8, zoom: int = 1) -> P
         frames = frames[None]
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"save takes [H, W, 3] or [F, H, W, 3]; got shape {frames.shape}")
-    if zoom < 1:
-        raise ValueError(f"zoom must be a whole number >= 1; got {zoom}")
+    check_zoom_fps(frames.shape[1], frames.shape[2], zoom, fps)
+    suffix = path.suffix.lower()
+    if suffix not in (".png", ".gif", ".mp4"):
+        raise ValueError(f"{path}: unknown picture format {suffix!r}; use .png, .gif or .mp4")
+    if suffix == ".png" and len(frames) != 1:
+        raise ValueError(f"{path}: a PNG holds one frame but there are {len(frames)}; write .gif or .mp4")
     frames = frames.repeat(zoom, axis=1).repeat(zoom, axis=2)
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix.lower()
     from PIL import Image
 
-    if suffix == ".png":
-        if len(frames) != 1:
-            raise ValueError(f"{path}: a PNG holds one frame but there are {len(frames)}; write .gif or .mp4")
-        Image.fromarray(frames[0]).save(path)
-    elif suffix == ".gif":
-        pictures = [Image.fromarray(f) for f in frames]
-        pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=round(1000 / fps), loop=0)
-    elif suffix == ".mp4":
-        write_mp4(frames, path, fps)
-    else:
-        raise ValueError(f"{path}: unknown picture format {suffix!r}; use .png, .gif or .mp4")
+    with atomic_path(path) as tmp:
+        if suffix == ".png":
+            Image.fromarray(frames[0]).save(tmp, format="PNG")
+        elif suffix == ".gif":
+            pictures = [Image.fromarray(f) for f in frames]
+            pictures[0].save(
+                tmp,
+                format="GIF",
+                save_all=True,
+                append_images=pictures[1:],
+                duration=round(1000 / fps),
+                loop=0,
+            )
+        else:
+            write_mp4(frames, tmp, fps)
+    return path
+
+
+def check_zoom_fps(height: int, width: int, zoom: int = 1, fps: int = 8) -> None:
+    """zoom and fps are whole numbers in range, and the zoomed picture stays below MAX_SIDE."""
+    if not isinstance(zoom, (int, np.integer)) or isinstance(zoom, bool) or zoom < 1:
+        raise ValueError(f"zoom must be a whole number >= 1; got {zoom!r}")
+    if max(height, width) * zoom > MAX_SIDE:
+        raise ValueError(
+            f"zoom={zoom} makes {width * zoom}x{height * zoom} pixels, above the limit of {MAX_SIDE} per side; "
+            f"pass a zoom up to {max(MAX_SIDE // max(height, width, 1), 1)}"
+        )
+    if not isinstance(fps, (int, np.integer)) or isinstance(fps, bool) or not 1 <= fps <= MAX_FPS:
+        raise ValueError(f"fps must be a whole number from 1 to {MAX_FPS}; got {fps!r}")
+
+
+def save_latents(latents: np.ndarray, path: str | Path) -> Path:
+    """Write latents to a .npy file (atomically)."""
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        raise ValueError(f"{path}: latents are written as .npy; name the file NAME.npy")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.asarray(latents))
     return path
 
 

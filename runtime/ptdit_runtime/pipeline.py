@@ -9,7 +9,9 @@ Classifier-free guidance runs the conditional and unconditional halves as one ba
 [cond_1..cond_B, uncond_1..uncond_B] (the release's order); the prediction is the first
 in_channels output channels, guided as u + g * (c - u). guidance == 1 runs the conditional
 half alone. Prompts beyond the engine's batch limit are processed in chunks. Every request
-is checked against the engine folder before any work starts.
+is checked against the engine folder before any work starts, and the folder against its
+manifest when it is loaded. Non-finite numbers stop a generation (NonFiniteError) instead of
+becoming a black picture.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import numpy as np
 
 from ptdit_runtime.engines import Engine, load_engine, resolve_backend
 from ptdit_runtime.folder import EngineFolder
-from ptdit_runtime.media import save, to_uint8
+from ptdit_runtime.manifest import FolderError, read_manifest
+from ptdit_runtime.media import check_zoom_fps, save, save_latents, to_uint8
 from ptdit_runtime.noise import initial_noise
 from ptdit_runtime.request import Request, check_request
 from ptdit_runtime.schedulers import make_sampler
@@ -37,6 +40,20 @@ log = logging.getLogger(__name__)
 TEXT_INPUTS = ("encoder_hidden_states", "encoder_attention_mask")
 
 
+LOAD_ATTEMPTS = 3
+
+
+def _current_manifest(path) -> dict | None:
+    try:
+        return read_manifest(path)
+    except (OSError, ValueError):
+        return None
+
+
+class NonFiniteError(ValueError):
+    """NaN or infinity in embeddings or latents: the result would be garbage."""
+
+
 @dataclass
 class PipelineOutput:
     images: list[np.ndarray]  # one per prompt: uint8 [H, W, 3] / [F, H, W, 3], or float in [0, 1]
@@ -47,12 +64,19 @@ class PipelineOutput:
         """Write every picture: `path` as given for one prompt, with _000, _001, ... for several;
         `zoom` enlarges each pixel to zoom x zoom (nearest neighbour)."""
         path = Path(path)
+        if not self.images:
+            raise ValueError("no pictures to save (output='latent'); use save_latents(PATH.npy)")
+        check_zoom_fps(*self.images[0].shape[-3:-1], zoom, fps)
         if len(self.images) == 1:
             return [save(self.images[0], path, fps, zoom)]
         return [
             save(im, path.with_name(f"{path.stem}_{i:03d}{path.suffix}"), fps, zoom)
             for i, im in enumerate(self.images)
         ]
+
+    def save_latents(self, path: str | Path) -> Path:
+        """Write the final latents [B, C, F, h, w] float32 to PATH (.npy), atomically."""
+        return save_latents(self.latents, path)
 
 
 class Pipeline:
@@ -82,26 +106,45 @@ class Pipeline:
         cuda_graph: bool = False,
         plugin_library: str | None = None,
         torch_device: str = "cpu",
+        verify: str = "size",
     ) -> Pipeline:
         """Load every component of an engine folder.
 
         backend: "auto" | "onnxruntime" | "tensorrt" | "torch" for the transformer; the text
         encoder and the VAE always run on ONNX Runtime (`provider`: "cpu" | "cuda"; None picks
-        CUDA when available).
+        CUDA when available). verify: "size" (every file the manifest lists is there with its
+        size), "full" (and its sha256), "none" (no manifest needed); see EngineFolder.
         """
-        from ptdit_runtime.engines.ort import resolve_provider
+        from ptdit_runtime.engines.ort import check_threads, resolve_provider
 
-        folder = EngineFolder(path)
+        check_threads(threads)
+        options = dict(
+            backend=backend, provider=resolve_provider(provider), device_id=device_id, threads=threads,
+            cuda_graph=cuda_graph, plugin_library=plugin_library, torch_device=torch_device,
+        )  # fmt: skip
+        # a build swaps a new folder in with one rename: if that happened while we were loading
+        # (the manifest read after loading differs from the one read before), load again
+        for _ in range(LOAD_ATTEMPTS):
+            folder = EngineFolder(path, verify=verify)
+            pipe = cls._load(folder, **options)
+            if verify == "none" or _current_manifest(path) == folder.manifest:
+                return pipe
+            pipe.close()
+            log.info("%s was replaced while loading; loading it again", path)
+        raise FolderError(f"{path} kept changing while loading (a build running?); try again when it is done")
+
+    @classmethod
+    def _load(cls, folder: EngineFolder, backend, provider, device_id, threads, cuda_graph, plugin_library,
+              torch_device) -> Pipeline:  # fmt: skip
         backend = resolve_backend(folder.transformer_dir, backend)
-        ort_provider = resolve_provider(provider)
         options = {
-            "onnxruntime": {"provider": ort_provider, "device_id": device_id, "threads": threads},
+            "onnxruntime": {"provider": provider, "device_id": device_id, "threads": threads},
             "tensorrt": {"device_id": device_id, "cuda_graph": cuda_graph, "plugin_library": plugin_library},
             "torch": {"device": torch_device},
             "ascend": {"device_id": device_id},
         }[backend]
         transformer = load_engine(folder.transformer_dir, backend, **options)
-        side = {"provider": ort_provider, "device_id": device_id, "threads": threads}
+        side = {"provider": provider, "device_id": device_id, "threads": threads}
         text = None
         if folder.text_encoder_dir:
             cfg = folder.text_config
@@ -113,8 +156,9 @@ class Pipeline:
             else None
         )
         log.info(
-            "loaded %s: transformer on %s, text encoder %s, VAE %s", path, backend, bool(text), bool(vae)
-        )
+            "loaded %s: transformer on %s, text encoder %s, VAE %s",
+            folder.root, backend, bool(text), bool(vae),
+        )  # fmt: skip
         return cls(folder, transformer, text, vae)
 
     # -------------------------------------------------------------- checking
@@ -162,9 +206,12 @@ class Pipeline:
         if prompt_embeds is not None:
             if prompts:
                 raise ValueError("pass prompts or prompt_embeds, not both")
+            prompt_embeds = self._check_embeds(prompt_embeds, "prompt_embeds")
             batch = len(prompt_embeds[0])
-            if guidance != 1.0 and negative_embeds is None:
-                raise ValueError("guidance with prompt_embeds needs negative_embeds (features, mask)")
+            if guidance != 1.0:
+                if negative_embeds is None:
+                    raise ValueError("guidance with prompt_embeds needs negative_embeds (features, mask)")
+                negative_embeds = self._check_embeds(negative_embeds, "negative_embeds", prompt_embeds)
         req = self.check(
             prompts, negative_prompt, steps, guidance, seed, height, width, frames, output, batch
         )
@@ -177,7 +224,7 @@ class Pipeline:
                 embeds, mask = self._stack_embeds(prompt_embeds, negative_embeds, idx, req.guided)
             else:
                 embeds, mask = self.encode(
-                    [req.prompts[i] for i in idx], [req.negatives[i] for i in idx], req.guided
+                    [req.prompts[i] for i in idx], [req.negatives[i] for i in idx], req.guided, idx.start
                 )
             timings.text_encoder += time.perf_counter() - t0
             noise = initial_noise([req.seeds[i] for i in idx], req.latent_shape)
@@ -207,9 +254,45 @@ class Pipeline:
         timings.total = time.perf_counter() - start
         return PipelineOutput(pictures, np.concatenate(latents), timings)
 
-    def encode(self, prompts: list[str], negatives: list[str], guided: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Text features [B or 2B, L, D] and mask, conditional rows first."""
-        return self.text_encoder(prompts + negatives if guided else prompts)
+    def encode(
+        self, prompts: list[str], negatives: list[str], guided: bool, first: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Text features [B or 2B, L, D] and mask, conditional rows first (`first`: the index
+        of prompts[0] in the call, for warnings)."""
+        labels = [f"prompt {first + i}" for i in range(len(prompts))]
+        if guided:
+            labels += [f"negative prompt {first + i}" for i in range(len(negatives))]
+        features, mask = self.text_encoder(prompts + negatives if guided else prompts, labels)
+        if not np.isfinite(features).all():
+            raise NonFiniteError(
+                "the text encoder gave NaN or infinite embeddings; its model.onnx may be damaged "
+                f"(check with `ptdit-export verify {self.folder.root} --files`) or run in a precision "
+                "too narrow for it (rebuild it in fp32)"
+            )
+        return features, mask
+
+    def _check_embeds(self, pair, name: str, like=None) -> tuple[np.ndarray, np.ndarray]:
+        """(features [B, L, D] finite, mask [B, L] of 0/1) matching the transformer's width."""
+        try:
+            features, mask = pair
+            features = np.asarray(features, dtype=np.float32)
+            mask = np.asarray(mask)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a pair (features [B, L, D], mask [B, L]) of arrays") from None
+        d = self.folder.caption_channels
+        if features.ndim != 3 or features.shape[0] < 1 or features.shape[2] != d:
+            raise ValueError(f"{name} features have shape {features.shape}; this engine takes [B, L, {d}]")
+        if mask.shape != features.shape[:2] or not np.isin(mask, (0, 1)).all():
+            raise ValueError(
+                f"{name} mask has shape {mask.shape}; it must be [B, L] = {features.shape[:2]} of 0/1"
+            )
+        if like is not None and features.shape[:2] != like[0].shape[:2]:
+            raise ValueError(
+                f"{name} has shape {features.shape}; it must match prompt_embeds {like[0].shape}"
+            )
+        if not np.isfinite(features).all():
+            raise NonFiniteError(f"{name} holds NaN or infinite values; pass finite embeddings")
+        return features, mask.astype(np.int64)
 
     @staticmethod
     def _stack_embeds(cond, uncond, idx, guided):
@@ -264,6 +347,12 @@ class Pipeline:
                 uncond = pred[b:]
                 pred = uncond + g * (pred[:b] - uncond)
             x = sampler.step(i, x, pred)
+            if not np.isfinite(x).all():
+                raise NonFiniteError(
+                    f"the latents became NaN or infinite at step {i + 1} of {steps} (guidance {guidance:g}); "
+                    "lower the guidance, use more steps, or check the embeddings and the engine "
+                    f"(`ptdit-export verify {self.folder.root} --files`)"
+                )
             if progress is not None:
                 progress(i + 1, steps)
         timings.loop += time.perf_counter() - loop_start

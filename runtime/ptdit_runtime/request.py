@@ -18,6 +18,10 @@ from ptdit_runtime.folder import EngineFolder
 from ptdit_runtime.noise import seeds_for
 
 OUTPUTS = ("uint8", "float", "latent")
+MAX_PIXELS = 16384  # per side: beyond this even the noise would not fit in memory
+MAX_FRAMES = 4096
+MAX_STEPS = 10000
+MAX_GUIDANCE = 100.0  # released models use 4-7; far beyond, latents leave float32's range
 
 
 @dataclass(frozen=True)
@@ -82,10 +86,20 @@ def check_request(
         negatives = list(negative_prompt)
         if len(negatives) != n:
             problems.append(f"{len(negatives)} negative prompts for {n} prompts; pass one or one per prompt")
-    if not _is_int(steps) or steps < 1:
-        problems.append(f"steps must be a positive integer; got {steps!r}")
-    if not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
-        problems.append(f"guidance must be a finite number >= 0; got {guidance!r}")
+    if not _is_int(steps) or not 1 <= steps <= MAX_STEPS:
+        problems.append(f"steps must be a positive integer up to {MAX_STEPS}; got {steps!r}")
+    if (
+        isinstance(guidance, bool)
+        or not isinstance(guidance, (int, float, np.floating, np.integer))
+        or not math.isfinite(guidance)
+        or not 0 <= guidance <= MAX_GUIDANCE
+    ):
+        problems.append(f"guidance must be a finite number from 0 to {MAX_GUIDANCE:g}; got {guidance!r}")
+    seeds = [seed] if _is_int(seed) else seed
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__len__"):
+        seeds = [seeds]
+    if not all(_is_int(s) and 0 <= s < 2**63 for s in seeds):
+        problems.append(f"seed must be an integer from 0 to 2**63 - 1 (or a list of them); got {seed!r}")
     if output not in OUTPUTS:
         problems.append(f"output {output!r} is not one of {OUTPUTS}")
     elif output != "latent" and not has_vae:
@@ -99,22 +113,31 @@ def check_request(
             "(ptdit_export.export.text_encoder.onnx_from_t5) or pass prompt_embeds"
         )
 
-    # sizes: pixels -> latents, divisibility by VAE x patch x window
+    # sizes: pixels -> latents, divisibility by VAE x patch x window (None: the profile's optimum)
+    if (height is None or width is None) and not folder.export_settings:
+        raise ValueError(
+            f"{folder.transformer_dir} has no export.json, so the engine's size is unknown; "
+            "pass height and width"
+        )
     dh, dw, df = folder.default_size()
-    height, width, frames = height or dh, width or dw, frames or df
+    height = dh if height is None else height
+    width = dw if width is None else width
+    frames = df if frames is None else frames
     s = folder.spatial_compression
     wf, mh, mw = folder.latent_multiple
     for name, size, mult in (("height", height, mh), ("width", width, mw)):
         step = mult * s
-        if not _is_int(size) or size < 1 or size % step:
+        if _is_int(size) and size > MAX_PIXELS:
+            problems.append(f"{name}={size} is above the runtime's limit of {MAX_PIXELS} pixels")
+        elif not _is_int(size) or size < 1 or size % step:
             lo = max(size // step * step, step) if _is_int(size) else step
             problems.append(
                 f"{name}={size} must be a positive multiple of {step} pixels (VAE {s} x patch x window); "
                 f"nearest valid: {lo} or {lo + step}"
             )
-    latent_f = folder.latent_frames(int(frames)) if _is_int(frames) and frames >= 1 else 0
+    latent_f = folder.latent_frames(int(frames)) if _is_int(frames) and 1 <= frames <= MAX_FRAMES else 0
     if latent_f < 1:
-        problems.append(f"frames must be a positive integer; got {frames!r}")
+        problems.append(f"frames must be a positive integer up to {MAX_FRAMES}; got {frames!r}")
     elif latent_f % wf:
         problems.append(
             f"frames={frames} gives {latent_f} latent frames, not a multiple of the temporal window {wf}"
@@ -129,6 +152,8 @@ def check_request(
             problems.append(str(err))
 
     chunk = n
+    if n > 100_000:
+        problems.append(f"{n} prompts in one call; pass at most 100000")
     if not problems:
         guided = guidance != 1.0
         chunk, more = _check_limits(folder, engine, n, guided, latent_f, height // s, width // s, text_length)

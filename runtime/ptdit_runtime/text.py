@@ -9,14 +9,13 @@ tokens with 1 and padding with 0.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ptdit_runtime.configs import TextEncoderConfig
+from ptdit_runtime.configs import ConfigError, MissingFile, TextEncoderConfig, read_json
 from ptdit_runtime.engines.base import Engine
 
 log = logging.getLogger(__name__)
@@ -37,23 +36,33 @@ class Tokenizer:
         folder = Path(folder)
         path = folder / "tokenizer.json"
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingFile(
                 f"{path} is missing: the runtime reads fast-tokenizer files; re-export the text encoder "
                 "(onnx_from_t5 saves the tokenizer with AutoTokenizer, which writes tokenizer.json)"
             )
         self.max_length = max_length
-        self._tok = HFTokenizer.from_file(str(path))
+        try:
+            self._tok = HFTokenizer.from_file(str(path))
+        except Exception as err:  # the tokenizers library raises plain Exception for bad files
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(
+                f"{path} is not a tokenizer the tokenizers library can read ({reason}); re-export the text encoder"
+            ) from None
         pad = unk = None
         for name in ("tokenizer_config.json", "special_tokens_map.json"):
             if (folder / name).is_file():
-                special = json.loads((folder / name).read_text())
+                special = read_json(folder / name)
                 pad = pad or _token_text(special.get("pad_token"))
                 unk = unk or _token_text(special.get("unk_token"))
         pad = pad or "<pad>"
+        if not isinstance(pad, str) or not isinstance(unk or "", str):
+            raise ConfigError(f"{folder}: pad_token / unk_token are not strings; re-export the text encoder")
         self._unk_id = self._tok.token_to_id(unk or "<unk>")
         pad_id = self._tok.token_to_id(pad)
         if pad_id is None:
-            raise ValueError(f"pad token {pad!r} of {folder} is not in its vocabulary")
+            raise ConfigError(
+                f"pad token {pad!r} of {folder} is not in its vocabulary; re-export the text encoder"
+            )
         self._tok.no_padding()
         self._tok.no_truncation()
         self._padded = HFTokenizer.from_str(self._tok.to_str())
@@ -73,13 +82,17 @@ class Tokenizer:
             for text, e in zip(prompts, self._tok.encode_batch(list(prompts)))
         ]
 
-    def __call__(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(input_ids, attention_mask), both int64 [B, max_length]; warns about truncation."""
+    def __call__(
+        self, prompts: Sequence[str], labels: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(input_ids, attention_mask), both int64 [B, max_length]; warns about truncation, naming
+        each text by `labels` ("prompt 0", "negative prompt 0", ...; default "prompt i", from 0)."""
+        labels = labels or [f"prompt {i}" for i in range(len(prompts))]
         for i, n in enumerate(self.count(prompts)):
             if n > self.max_length:
                 log.warning(
-                    "prompt %d has %d tokens; the text encoder takes %d, so it is truncated: %r",
-                    i,
+                    "%s has %d tokens; the text encoder takes %d, so it is truncated: %r",
+                    labels[i],
                     n,
                     self.max_length,
                     prompts[i][:60] + ("..." if len(prompts[i]) > 60 else ""),
@@ -99,7 +112,9 @@ class TextEncoder:
             "last_hidden_state" if "last_hidden_state" in engine.outputs else next(iter(engine.outputs))
         )
 
-    def __call__(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        ids, mask = self.tokenizer(prompts)
+    def __call__(
+        self, prompts: Sequence[str], labels: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        ids, mask = self.tokenizer(prompts, labels)
         out = self.engine.run({"input_ids": ids, "attention_mask": mask})[self.output]
         return np.ascontiguousarray(out, dtype=np.float32), mask

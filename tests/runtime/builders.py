@@ -7,7 +7,8 @@
   output channels, so the velocity is the first half), every parameter randomised, exported
   static (batch 2 = one prompt with guidance, latent 16x16, text length 16) with the lead's
   `onnx_from_model`; static because a dynamic export of even this model takes over a minute;
-- engine folders assembling them with a space-to-depth VAE decoder and a scheduler config.
+- engine folders assembling them with a space-to-depth VAE decoder and a scheduler config, with
+  the root manifest.json a build writes (`write_manifest`).
 """
 
 from __future__ import annotations
@@ -120,6 +121,18 @@ def engine_folder(
         SpaceToDepthVAE(FACTOR).onnx_decoder(root)
     write_json(root / "scheduler" / "scheduler_config.json", scheduler or {"kind": "rflow"})
     update_model_index(root, scheduler="scheduler")
+    return write_manifest(root)
+
+
+def write_manifest(root: Path, backend: str = "onnxruntime") -> Path:
+    """The root manifest.json over every file now in ROOT (what `ptdit-export build` writes last);
+    call it again after changing a test folder on purpose."""
+    import json
+
+    from ptdit_runtime.manifest import FORMAT, MANIFEST, records_for
+
+    manifest = {"format": FORMAT, "key": "test-folder", "backend": backend, "files": records_for(root)}
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return root
 
 
@@ -127,3 +140,30 @@ def engine_folder(
 def shared_engine_folder() -> Path:
     """One complete folder many tests read (never modify it)."""
     return engine_folder(scratch() / "engine")
+
+
+def copy_folder(src: Path, dst: Path) -> Path:
+    """A private copy of an engine folder, to damage on purpose."""
+    shutil.copytree(src, dst)
+    return dst
+
+
+def run_cli(*args: str):
+    """`ptdit-export ARGS` in-process through the real command group (its error handling included)."""
+    from click.testing import CliRunner
+
+    from ptdit_export.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def assert_one_error(result, code: int, *needles: str) -> str:
+    """The command failed with exit CODE, printed exactly one `Error:` line (containing every
+    needle) and no traceback; returns that line."""
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == code, (result.exit_code, result.output)
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an escaped exception
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+    return errors[0]

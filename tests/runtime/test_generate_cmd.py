@@ -79,10 +79,10 @@ def test_bad_input_is_refused_before_loading(engine_dir, tmp_path, args, message
 
 
 def test_missing_folder_and_long_prompt(engine_dir, tmp_path):
-    result = CliRunner().invoke(
-        generate, ["x", "--engine-dir", str(tmp_path / "none"), "-o", str(tmp_path / "a.png")]
+    result = builders.run_cli(
+        "generate", "x", "--engine-dir", str(tmp_path / "none"), "-o", str(tmp_path / "a.png")
     )
-    assert result.exit_code != 0 and "does not exist" in result.output
+    builders.assert_one_error(result, 1, "does not exist")
     long = " ".join(["red circle"] * 12)
     result = run(long, "--engine-dir", str(engine_dir), "--steps", "1", "-o", str(tmp_path / "long.png"))
     assert result.exit_code == 0

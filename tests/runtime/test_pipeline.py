@@ -129,12 +129,14 @@ def test_video_through_the_torch_backend(tmp_path):
     (folder / "transformer" / "export.json").unlink()
     (folder / "transformer" / "model.onnx").unlink()
     SpaceToDepthVAE(builders.FACTOR).onnx_decoder(folder)
+    builders.write_manifest(folder, "torch")
     pipe = Pipeline.from_dir(folder, backend="torch")
     with pytest.raises(ValueError, match="use_timestep_transform"):
         pipe.check(PROMPT, frames=4, height=16, width=16)
     (folder / "scheduler" / "scheduler_config.json").write_text(
         '{"kind": "rflow", "use_timestep_transform": false}'
     )
+    builders.write_manifest(folder, "torch")
     pipe = Pipeline.from_dir(folder, backend="torch")
     out = pipe(PROMPT, steps=3, frames=4, height=16, width=16, seed=0)
     assert out.images[0].shape == (4, 16, 16, 3)
@@ -168,6 +170,12 @@ def no_work(pipe, monkeypatch):
         (dict(frames=2), "frames"),
         (dict(guidance=-1.0), "guidance must be a finite number"),
         (dict(guidance=float("nan")), "guidance must be a finite number"),
+        (dict(guidance=1e30), "guidance must be a finite number from 0 to 100"),
+        (dict(height=0), "height=0 must be a positive multiple"),
+        (dict(height=100_000_000), "above the runtime's limit of 16384 pixels"),
+        (dict(frames=0), "frames must be a positive integer"),
+        (dict(seed=-1), "seed must be an integer from 0"),
+        (dict(seed="x"), "seed must be an integer from 0"),
         (dict(output="jpeg"), "output 'jpeg'"),
         (dict(negative_prompt=["a", "b"]), "2 negative prompts for 1 prompts"),
         (dict(seed=[1, 2]), "2 seeds for 1 prompts"),
@@ -187,8 +195,10 @@ def test_missing_components(tmp_path):
     with pytest.raises(MissingComponent, match="does not exist"):
         Pipeline.from_dir(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(MissingComponent, match="no transformer"):
+    with pytest.raises(FileNotFoundError, match="no manifest.json"):
         Pipeline.from_dir(tmp_path / "empty")
+    with pytest.raises(MissingComponent, match="no transformer"):
+        Pipeline.from_dir(tmp_path / "empty", verify="none")
     bare = builders.engine_folder(tmp_path / "bare", text=False, vae=False, weights=False)
     pipe = Pipeline.from_dir(bare, backend="onnxruntime", provider="cpu")
     with pytest.raises(ValueError, match="no vae_decoder") as err:

@@ -23,6 +23,10 @@ import numpy as np
 from ptdit_runtime.engines.dtypes import bfloat16_bits, float32_from_bfloat16_bits
 
 
+class EngineLoadError(ValueError):
+    """A model file that exists but cannot be loaded or run (damaged, truncated, wrong format)."""
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     name: str

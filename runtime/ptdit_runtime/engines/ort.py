@@ -10,17 +10,39 @@ installed so they share one CUDA/cuDNN).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
-from ptdit_runtime.engines.base import Engine, TensorSpec
+from ptdit_runtime.engines.base import Engine, EngineLoadError, TensorSpec
 from ptdit_runtime.engines.dtypes import ONNX_ELEMENT_BFLOAT16, ONNX_TYPES
 
 log = logging.getLogger(__name__)
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def max_threads() -> int:
+    """The most intra-op threads accepted: 4 per core, at least 64 (more only thrash or hang)."""
+    return max(64, 4 * (os.cpu_count() or 1))
+
+
+def check_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    limit = max_threads()
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= limit:
+        raise ValueError(
+            f"threads={threads!r}: pass a whole number from 1 to {limit} "
+            f"(this machine has {os.cpu_count()} cores), or none for ONNX Runtime's default"
+        )
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__
 
 
 def _spec(arg) -> TensorSpec:
@@ -66,6 +88,8 @@ class OnnxRuntimeEngine(Engine):
             raise FileNotFoundError(
                 f"{path} does not exist; export the component first (ptdit-export export)"
             )
+        check_threads(threads)
+        self.path = path
         self.provider = resolve_provider(provider)
         self.device = "cuda" if self.provider == "cuda" else "cpu"
         self.device_id = device_id
@@ -77,7 +101,13 @@ class OnnxRuntimeEngine(Engine):
         providers: list = [PROVIDERS["cpu"]]
         if self.provider == "cuda":
             providers.insert(0, (PROVIDERS["cuda"], {"device_id": device_id}))
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as err:  # onnxruntime's InvalidProtobuf, Fail, ... (no common base class)
+            raise EngineLoadError(
+                f"{path} cannot be loaded by ONNX Runtime ({_first_line(err)}); the file is damaged or "
+                "not an ONNX model: rebuild the engine folder (`ptdit-export build --force`)"
+            ) from None
         self.inputs = {a.name: _spec(a) for a in self.session.get_inputs()}
         self.outputs = {a.name: _spec(a) for a in self.session.get_outputs()}
         self._names = list(self.outputs)
@@ -106,7 +136,7 @@ class OnnxRuntimeEngine(Engine):
                 outs = self.session.run_with_ort_values(self._names, values)
                 outs = [v.numpy() for v in outs]
             else:
-                outs = self.session.run(self._names, prepared)
+                outs = self._run(lambda: self.session.run(self._names, prepared))
             return {n: self.finish_output(n, o) for n, o in zip(self._names, outs)}
 
         constant = set(constant)
@@ -123,9 +153,20 @@ class OnnxRuntimeEngine(Engine):
             binding.bind_ortvalue_input(name, value)
         for name in self._names:
             binding.bind_output(name, self.device, self.device_id)
-        self.session.run_with_iobinding(binding)
+        self._run(lambda: self.session.run_with_iobinding(binding))
         outs = binding.copy_outputs_to_cpu()
         return {n: self.finish_output(n, o) for n, o in zip(self._names, outs)}
+
+    def _run(self, call):
+        try:
+            return call()
+        except Exception as err:  # onnxruntime's Fail, RuntimeException, InvalidArgument, ...
+            if type(err).__module__.startswith("onnxruntime"):
+                raise EngineLoadError(
+                    f"{self.path} failed while running ({_first_line(err)}); if the engine folder was "
+                    "changed, check it with `ptdit-export verify DIR --files` and rebuild it"
+                ) from None
+            raise
 
     def close(self) -> None:
         self._bound.clear()

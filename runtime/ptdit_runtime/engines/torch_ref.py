@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ptdit_runtime.engines.base import Engine, TensorSpec
+from ptdit_runtime.engines.base import Engine, EngineLoadError, TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,14 @@ def _model_from_folder(path: Path):
                 f"the torch backend needs PTDiT weights in {path} ({err}) or a model source in "
                 "export.json; export with weights saved, or use backend='onnxruntime'"
             ) from err
+    except (OSError, ImportError, MemoryError):
+        raise
+    except Exception as err:  # safetensors' SafetensorError, torch's state-dict RuntimeError, ...
+        reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise EngineLoadError(
+            f"the weights in {path} cannot be loaded ({reason}); the files are damaged or do not fit "
+            "config.json: rebuild the engine folder, or use backend='onnxruntime'"
+        ) from None
     from ptdit_export.export.source import model_from_source
 
     return model_from_source(source)
