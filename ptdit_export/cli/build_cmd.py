@@ -122,7 +122,6 @@ def _vae_scale(vae: str | None, given: int | None, preset) -> int:
 )
 @click.option(
     "--text-encoder",
-    type=click.Path(exists=True, file_okay=False),
     default=None,
     help="Hugging Face T5 encoder folder (with its tokenizer) to export beside the transformer.",
 )
