@@ -150,7 +150,7 @@ def prepare(
     from ptdit_export.export.source import source_of
     from ptdit_export.model import load_config
 
-    out = Path(os.path.abspath(out_dir))
+    out = Path(os.path.realpath(out_dir))  # a symlinked folder: build where it points
     source = source_of(model_arg, seed)
     config = load_config(source.get("checkpoint") or source.get("config") or source["preset"])
     profiles = settings.shapes.graph_profiles(config, settings.vae_scale)

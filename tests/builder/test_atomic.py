@@ -214,3 +214,14 @@ def test_permissions_follow_the_umask(folder, monkeypatch):
     modes = {p.relative_to(folder).as_posix(): p.stat().st_mode & 0o777 for p in [folder, *folder.rglob("*")]}
     assert modes["."] == 0o750 and modes["manifest.json"] == 0o640
     assert all(m == (0o750 if (folder / rel).is_dir() else 0o640) for rel, m in modes.items()), modes
+
+
+def test_ctrl_c_leaves_the_previous_folder(folder, reference, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("ptdit_export.export.transformer.onnx_from_model", interrupted)
+    result = CliRunner().invoke(main, ["build", *CLI_ARGS[:-1], str(SEED + 1), "--out", str(folder)])
+    assert result.exit_code == 1 and result.output == f"Error: interrupted; {folder} is unchanged\n"
+    assert_unchanged(folder, *reference)
+    assert leftovers(folder) == []
