@@ -38,7 +38,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     torch.set_num_threads(args.threads)
 
-    found = args.engine_dir / "transformer" / "manifest.json"
+    found = args.engine_dir / "manifest.json"
     if not found.is_file():
         raise SystemExit(
             f"no built engine folder at {args.engine_dir}; run `ptdit-export build --out {args.engine_dir}`"

@@ -10,6 +10,15 @@ from dataclasses import dataclass
 
 from ptdit_export.export.transformer import Profile
 
+# what a build accepts, per ShapeRange field (pixels for height and width)
+BOUNDS = {
+    "prompts": (1, 256),
+    "height": (1, 16384),
+    "width": (1, 16384),
+    "frames": (1, 1024),
+    "text_len": (1, 4096),
+}
+
 
 @dataclass(frozen=True)
 class ShapeRange:
@@ -21,6 +30,19 @@ class ShapeRange:
     frames: tuple[int, int, int] = (1, 1, 1)  # latent frames
     text_len: tuple[int, int, int] = (1, 200, 512)
     cfg: bool = True  # classifier-free guidance doubles the batch
+
+    def __post_init__(self) -> None:
+        for name, (lo, hi) in BOUNDS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            option = "--" + name.replace("_", "-")
+            if len(value) != 3 or not all(isinstance(v, int) for v in value):
+                raise ValueError(f"{option} {value!r}: give one whole number or min,opt,max")
+            if not lo <= value[0] <= value[1] <= value[2] <= hi:
+                raise ValueError(
+                    f"{option} {','.join(map(str, value))}: needs {lo} <= min <= opt <= max <= {hi}"
+                )
 
     def graph_profiles(self, config, vae_scale: int) -> dict[str, Profile]:
         step = config.patch_size * vae_scale

@@ -46,9 +46,26 @@ def export(out_dir: Path, verify: bool, **opts) -> None:
     metavar="B F H W L",
     help="Latent shape to check (batch, frames, height, width, text length); repeatable.",
 )
-def verify(engine_dir: Path, shapes) -> None:
+@click.option(
+    "--files", "files", is_flag=True, help="Check every file against the folder's manifest.json (sha256)."
+)
+def verify(engine_dir: Path, shapes, files: bool) -> None:
     """Compare an exported graph with the PyTorch model on the same random inputs."""
+    if files:
+        _check_files(engine_dir)
+        return
     _report(engine_dir, list(shapes) or None)
+
+
+def _check_files(engine_dir: Path) -> None:
+    from ptdit_runtime.manifest import FolderError, check_folder
+
+    try:
+        manifest = check_folder(engine_dir, full=True)
+    except FolderError as err:
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(1)
+    click.echo(f"{engine_dir}: all {len(manifest['files'])} files match manifest.json (size and sha256)")
 
 
 def _report(engine_dir: Path, shapes=None) -> None:

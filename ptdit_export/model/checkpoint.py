@@ -105,16 +105,41 @@ def check_keys(state: dict[str, torch.Tensor], model: torch.nn.Module) -> None:
     )
 
 
+def shard_paths(index_path: Path) -> list[Path]:
+    """The shard files a sharded-safetensors index names, each checked to be a .safetensors file
+    inside the index's folder (an index must not reach other files on the machine)."""
+    try:
+        index = json.loads(index_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{index_path} is not valid JSON ({err}); re-download it") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(
+            f"{index_path} has no 'weight_map' of tensor name -> shard file; re-download the index"
+        )
+    root = index_path.parent.resolve()
+    shards = []
+    for shard in sorted(set(weight_map.values())):
+        resolved = (root / shard).resolve()
+        if not resolved.is_relative_to(root) or not shard.endswith(".safetensors"):
+            raise CheckpointError(
+                f"{index_path} names shard {shard!r}, which is not a .safetensors file inside {root}; "
+                "an index may only name shard files in its own folder"
+            )
+        if not resolved.is_file():
+            raise CheckpointError(f"{index_path} names shard {shard!r}, which is missing; download it")
+        shards.append(resolved)
+    return shards
+
+
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """Tensors from one file or a sharded safetensors index."""
     name = path.name
     try:
         if name.endswith(".index.json"):
-            index = json.loads(path.read_text())
-            shards = sorted(set(index["weight_map"].values()))
             state: dict[str, torch.Tensor] = {}
-            for shard in shards:
-                state.update(read_weights(path.parent / shard))
+            for shard in shard_paths(path):
+                state.update(read_weights(shard))
             return state
         if name.endswith(".safetensors"):
             from safetensors.torch import load_file

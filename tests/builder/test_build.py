@@ -10,13 +10,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ptdit_export.builder import manifest as mf
-from ptdit_export.builder.pipeline import BuildSettings, build, resolve_backend
+from ptdit_export.builder.pipeline import build, resolve_backend
 from ptdit_export.builder.profiles import ShapeRange, input_shapes
 from ptdit_export.builder.tensorrt import TensorRTUnavailable, tensorrt_available
 from ptdit_export.cli import main
 from ptdit_export.export.source import model_from_source
 from ptdit_export.model import load_config
+from tests.builder.conftest import COMPONENTS, SEED, SETTINGS
 
 TINY = load_config("tiny")
 
@@ -44,17 +44,16 @@ def test_tensorrt_backend_without_tensorrt_names_what_to_install():
     assert resolve_backend("auto") == "onnxruntime"
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("engine")
-    settings = BuildSettings(backend="onnxruntime", precision="fp32", shapes=ShapeRange(prompts=(1, 1, 2)))
-    return out, settings, build("tiny", out, settings, seed=5)
+@pytest.fixture
+def built(folder):
+    """A copy of the session's tiny ONNX Runtime folder (tests/builder/conftest.py)."""
+    return folder, SETTINGS, json.loads((folder / "manifest.json").read_text())
 
 
 def test_onnxruntime_build_runs_and_matches_pytorch(built):
     out, _, manifest = built
     root = out / "transformer"
-    assert manifest["backend"] == "onnxruntime" and all((root / f).is_file() for f in manifest["files"])
+    assert manifest["backend"] == "onnxruntime" and all((out / f).is_file() for f in manifest["files"])
     index = json.loads((out / "model_index.json").read_text())
     assert index["transformer"] == "transformer" and index["scheduler"] == "scheduler"
     session = ort.InferenceSession(str(root / "model.optimized.onnx"), providers=["CPUExecutionProvider"])
@@ -83,7 +82,7 @@ def test_onnxruntime_build_runs_and_matches_pytorch(built):
 
 def test_unchanged_rebuild_is_a_cache_hit_and_changes_rebuild(built, monkeypatch):
     out, settings, first = built
-    again = build("tiny", out, settings, seed=5)
+    again = build("tiny", out, settings, seed=SEED, components=COMPONENTS)
     assert again.get("cache_hit") and again["key"] == first["key"]
     calls = []
     monkeypatch.setattr(
@@ -91,10 +90,13 @@ def test_unchanged_rebuild_is_a_cache_hit_and_changes_rebuild(built, monkeypatch
         lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(RuntimeError("rebuild")),
     )
     with pytest.raises(RuntimeError, match="rebuild"):
-        build("tiny", out, settings, seed=6)  # another model source -> not a hit
+        build("tiny", out, settings, seed=SEED + 1, components=COMPONENTS)  # another model source
     assert calls
-    (out / "transformer" / "model.optimized.onnx").unlink()
-    assert not mf.is_cache_hit(out / "transformer", first["key"])  # a listed file is gone
+    calls.clear()
+    (out / "transformer" / "model.optimized.onnx").unlink()  # a listed file is gone
+    with pytest.raises(RuntimeError, match="rebuild"):
+        build("tiny", out, settings, seed=SEED, components=COMPONENTS)
+    assert calls
 
 
 def test_cli_build_reports_missing_tensorrt(tmp_path):
