@@ -25,7 +25,7 @@ from ptdit_export.builder.profiles import ShapeRange, input_shapes
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime")
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class BuildSettings:
     """How to build; written into the manifest beside the engine."""
 
     backend: str = "auto"  # auto: TensorRT when it and a GPU are present, else ONNX Runtime
-    precision: str = "fp16"  # the graph's dtype (TensorRT 11 is strongly typed)
+    precision: str = "fp16"  # the graph's (torch: the weights') dtype (TensorRT 11 is strongly typed)
     shapes: ShapeRange = field(default_factory=ShapeRange)
     vae_scale: int = 8  # pixels per latent
     provider: str | None = None  # ONNX Runtime provider; None: CUDA if available, else CPU
@@ -94,8 +94,8 @@ def resolve_backend(requested: str) -> str:
     if requested == "tensorrt":
         import_tensorrt()  # raises with what to install
         return "tensorrt"
-    if requested == "onnxruntime":
-        return "onnxruntime"
+    if requested in ("onnxruntime", "torch"):
+        return requested
     if tensorrt_available():
         import torch
 
@@ -109,6 +109,10 @@ def resolve_backend(requested: str) -> str:
 
 def backend_facts(backend: str, settings: BuildSettings) -> dict[str, Any]:
     """Versions and device that decide the engine's bytes (part of the cache key)."""
+    if backend == "torch":
+        from ptdit_export.builder.torch_folder import torch_facts
+
+        return torch_facts()
     if backend == "tensorrt":
         import tensorrt as trt
         import torch
@@ -220,13 +224,26 @@ def build(
 
 def _build_into(stage: Path, plan: BuildPlan, backend: str) -> dict[str, Any]:
     """Phases 4-6 into the staging folder; returns the manifest's descriptive fields."""
-    from ptdit_export.builder.components import write_components
     from ptdit_export.export.source import model_from_source
     from ptdit_export.export.transformer import ExportSettings, onnx_from_model
 
     config, profiles, settings = plan.config, plan.profiles, plan.settings
-    # 4. export
+    # 4. export (torch: the weights, no graph)
     staging.fail_point("export")
+    if backend == "torch":
+        from ptdit_export.builder.torch_folder import torch_transformer_into
+        from ptdit_export.export.artifacts import update_model_index
+
+        facts = torch_transformer_into(
+            stage / "transformer",
+            model_from_source(plan.source),
+            config,
+            profiles,
+            settings.precision,
+            plan.source,
+        )
+        update_model_index(stage, transformer="transformer")
+        return _components_and_info(stage, plan, backend, facts)
     opt = {k: p.opt for k, p in profiles.items()}
     step = config.patch_size * config.compress_ratios[1], config.patch_size * config.compress_ratios[2]
     export_settings = ExportSettings(
@@ -253,11 +270,22 @@ def _build_into(stage: Path, plan: BuildPlan, backend: str) -> dict[str, Any]:
         if (plan.out / "timing.cache").is_file():  # the previous build's timings speed this one up
             shutil.copyfile(plan.out / "timing.cache", stage / "timing.cache")
         facts = _build_tensorrt(onnx_path, stage / "transformer", config, profiles, settings, stage)
+        if "plugin_library" in facts:  # the record's path, relative to the folder's root manifest
+            record = facts["plugin_library"]
+            facts["plugin_library"] = record | {"path": f"transformer/{record['path']}"}
     else:
         from ptdit_export.builder.onnxruntime import ort_model_from_onnx
 
         _, facts = ort_model_from_onnx(onnx_path, settings.provider)
 
+    return _components_and_info(stage, plan, backend, facts)
+
+
+def _components_and_info(stage: Path, plan: BuildPlan, backend: str, facts: dict[str, Any]) -> dict[str, Any]:
+    """Phase 6 into the staging folder; returns the manifest's descriptive fields."""
+    from ptdit_export.builder.components import write_components
+
+    settings, profiles = plan.settings, plan.profiles
     # 6. components
     staging.fail_point("components")
     write_components(stage, plan.model_arg, plan.components)

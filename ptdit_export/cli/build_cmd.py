@@ -34,24 +34,6 @@ def _build_ascend(model: str, out_dir: Path, scale: int, ranges: dict, o: dict) 
     click.echo(f"{out_dir}: {describe(report)}")
 
 
-def _build_torch(model: str, out_dir: Path, scale: int, ranges: dict, o: dict) -> None:
-    from ptdit_export.builder.profiles import ShapeRange
-    from ptdit_export.builder.torch_folder import TorchBuildSettings, torch_folder_from_model
-
-    try:
-        settings = TorchBuildSettings(
-            precision=o["precision"], shapes=ShapeRange(**ranges, cfg=not o["no_cfg"]), vae_scale=scale
-        )
-        manifest = torch_folder_from_model(
-            model, out_dir, settings, seed=o["seed"],
-            components={"text_encoder": o["text_encoder"], "vae": o["vae"]}, force=o["force"],
-        )  # fmt: skip
-    except (FileNotFoundError, ValueError) as err:
-        fail(str(err), 1, err)
-    state = "up to date" if manifest.get("cache_hit") else "built"
-    click.echo(f"{out_dir}: {state} for torch ({manifest['precision']}, safetensors weights)")
-
-
 class UsageProblem(ValueError):
     """A bad option value (exit 2)."""
 

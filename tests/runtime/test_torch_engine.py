@@ -285,7 +285,7 @@ def test_build_torch_names_a_bad_model_in_one_line(tmp_path):
     result = CliRunner().invoke(
         main, ["build", "--backend", "torch", "--model", "nope", "--out", str(tmp_path)]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error, found before any work
     assert result.output.strip().splitlines() == [
         f"Error: --model 'nope' is neither a preset ({', '.join(PRESETS)}) nor an existing "
         "checkpoint folder, weights file or config JSON"

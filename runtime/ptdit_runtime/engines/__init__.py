@@ -53,12 +53,15 @@ def onnx_model_path(component_dir: Path) -> Path:
 
 
 def check_manifest(component_dir: Path, backend: str) -> None:
-    """Refuse an engine.plan whose manifest says it was not built for this backend."""
-    manifest = component_dir / "manifest.json"
-    if manifest.is_file():
+    """Refuse an engine.plan whose manifest (the folder's root manifest, else the component's own)
+    says it was not built for this backend."""
+    for manifest in (component_dir.parent / "manifest.json", component_dir / "manifest.json"):
+        if not manifest.is_file():
+            continue
         built = json.loads(manifest.read_text()).get("backend")
         if built and built != backend:
             raise ValueError(f"{component_dir} was built for {built}, not {backend}; pass backend={built!r}")
+        return
 
 
 def load_engine(component_dir: str | Path, backend: str = "auto", **options: Any) -> Engine:

@@ -98,8 +98,11 @@ def folder_plugin_library(folder: str | Path, trust_plugins: bool = False) -> Pa
     """The plugin library FOLDER's manifest records, if its sha256 matches (or the caller trusts
     the folder); None when the manifest records none. Needs no TensorRT."""
     folder = Path(folder)
-    manifest = folder / MANIFEST
-    if not manifest.is_file():
+    for base in (folder.parent, folder):  # the folder's root manifest, else the component's own
+        manifest = base / MANIFEST
+        if manifest.is_file():
+            break
+    else:
         return None
     try:
         record = json.loads(manifest.read_text()).get(PLUGIN_RECORD)
@@ -115,7 +118,7 @@ def folder_plugin_library(folder: str | Path, trust_plugins: bool = False) -> Pa
             "`ptdit-export build --backend tensorrt`"
         )
     relative = Path(record["path"])
-    path = folder / relative
+    path = base / relative
     if (relative.is_absolute() or ".." in relative.parts) and not trust_plugins:
         raise PluginTrustError(
             f"{manifest} points at a plugin library outside its folder ({record['path']}); rebuild the folder with "
