@@ -27,6 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ptdit_export import kernels  # noqa: E402
+from ptdit_export.bench.load import load_report  # noqa: E402
 from ptdit_export.model import layout  # noqa: E402
 
 # Peak DRAM bandwidth in bytes/s by device name (first match wins; order matters).
@@ -191,9 +192,12 @@ def main() -> None:
         lib = kernels.build_library(args.build_dir, cuda_architectures=args.arch or f"{major}{minor}")
     os.environ[kernels.LIBRARY_ENV] = str(lib)
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}")
+    threads = torch.get_num_threads()  # the host threads that launch the kernels
+    print(load_report("before", threads), flush=True)
     for dtype in (torch.float16, torch.bfloat16):
         bench_attention(dtype, args.iters)
     bench_proxy_pool(args.iters)
+    print(load_report("after", threads))
 
 
 if __name__ == "__main__":
