@@ -32,6 +32,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ptdit_export import kernels  # noqa: E402
+from ptdit_export.bench.load import load_report  # noqa: E402
 from ptdit_export.model import layout  # noqa: E402
 
 # Peak DRAM bandwidth in bytes/s by device name (first match wins; order matters).
@@ -227,7 +228,10 @@ def main() -> None:
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench_kernels.py needs an NVIDIA GPU (torch.cuda.is_available() is False)")
+    threads = torch.get_num_threads()  # the host threads that launch the kernels
+    print(load_report("before", threads), flush=True)
     results = run(args.iters, args.build_dir, args.arch)
+    print(load_report("after", threads))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

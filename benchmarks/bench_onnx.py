@@ -1,7 +1,11 @@
-"""ONNX Runtime (CPU) vs PyTorch eager: latency of one denoiser step, as a ratio from one run.
+"""PyTorch eager vs torch.compile vs ONNX Runtime (CPU): latency of one denoiser step, as
+ratios against eager from one run.
 
-Both run the same model (random weights), shape and thread count; runs are interleaved
-(eager, ORT, eager, ORT, ...) so machine noise hits both alike, and the medians are compared.
+All three run the same model (random weights), shape and thread count; runs are interleaved
+(eager, compiled, ORT, eager, ...) so machine noise hits all alike, and the medians are
+compared. torch.compile (inductor) compiles the same step once, before the timed runs (its
+compile time is printed apart); `--no-compile` leaves it out. The load average is printed
+before and after, with a warning when it is above the thread count.
 
     python benchmarks/bench_onnx.py --model small --resolution 512 --threads 2
 """
@@ -25,7 +29,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--graph", default="portable", choices=["portable", "plugin"])
+    ap.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=True, help="time torch.compile"
+    )
     args = ap.parse_args()
+
+    from ptdit_export.bench.load import load_report
+
+    print(load_report("before", args.threads), flush=True)
 
     import numpy as np
     import onnxruntime as ort
@@ -61,7 +72,20 @@ def main() -> None:
             with torch.inference_mode(), use_backend(backend):
                 return model(x, t, e, m)
 
-        runs = {"eager (sdpa)": lambda: eager("sdpa"), "onnxruntime": lambda: session.run(None, feeds)}
+        runs = {"eager (sdpa)": lambda: eager("sdpa")}
+        compile_s = None
+        if args.compile:
+            compiled_model = torch.compile(model)
+
+            def compiled():
+                with torch.inference_mode(), use_backend("sdpa"):
+                    return compiled_model(x, t, e, m)
+
+            t0 = time.perf_counter()
+            compiled()  # compiles
+            compile_s = time.perf_counter() - t0
+            runs["torch.compile"] = compiled
+        runs["onnxruntime"] = lambda: session.run(None, feeds)
         for fn in runs.values():  # warm-up
             fn()
         times: dict[str, list[float]] = {k: [] for k in runs}
@@ -71,11 +95,14 @@ def main() -> None:
                 fn()
                 times[name].append(time.perf_counter() - t0)
         want = eager("sdpa").numpy()
-        got = session.run(None, feeds)[0]
-        err = float(np.abs(got - want).max() / np.abs(want).max())
+        errors = {}
+        for name, fn in runs.items():
+            if name != "eager (sdpa)":
+                got = np.asarray(fn()[0] if name == "onnxruntime" else fn())
+                errors[name] = float(np.abs(got - want).max() / np.abs(want).max())
 
     med = {k: statistics.median(v) for k, v in times.items()}
-    ratio = med["eager (sdpa)"] / med["onnxruntime"]
+    base = med["eager (sdpa)"]
     print(
         f"# {date.today()} {platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, onnxruntime {ort.__version__}"
     )
@@ -83,8 +110,14 @@ def main() -> None:
         f"# model {args.model}, {args.resolution}x{args.resolution} px (latent {latent}), batch {args.batch}, text {args.text_len}, {args.graph} graph fp32"
     )
     for k, v in med.items():
-        print(f"{k:<14} median {v * 1e3:8.1f} ms over {args.repeats} interleaved runs")
-    print(f"speed-up of ONNX Runtime over eager: {ratio:.2f}x (goal >= 1.3x); parity rel err {err:.1e}")
+        extra = (
+            f", speed-up over eager {base / v:.2f}x, parity rel err {errors[k]:.1e}" if k in errors else ""
+        )
+        print(f"{k:<14} median {v * 1e3:8.1f} ms over {args.repeats} interleaved runs{extra}")
+    if compile_s is not None:
+        print(f"torch.compile: first call (compilation) {compile_s:.1f} s, not in the medians")
+    print(f"speed-up of ONNX Runtime over eager: {base / med['onnxruntime']:.2f}x (goal >= 1.3x)")
+    print(load_report("after", args.threads))
 
 
 if __name__ == "__main__":

@@ -97,7 +97,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="timed generations after the warm-up")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    from ptdit_export.bench.load import load_report
 
+    print(load_report("before", args.threads), flush=True)
     with tempfile.TemporaryDirectory(prefix="ptdit-bench-") as tmp:
         folder = args.engine_dir or build_folder(Path(tmp) / "engine", args.preset, args.size)
         from ptdit_runtime import Pipeline
@@ -118,6 +120,7 @@ def main() -> None:
         f"denoising loop {t.loop * 1e3:.1f} ms, outside the engine {t.outside_engine * 1e3:.2f} ms "
         f"({per_step:.3f} ms per step) = {100 * t.outside_share:.2f} % of the loop (goal < 5 %)"
     )
+    print(load_report("after", args.threads))
 
 
 if __name__ == "__main__":

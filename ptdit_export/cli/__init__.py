@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 import click
 
 from ptdit_export import __version__
+
+OURS = ("ptdit_export", "ptdit_runtime")
+# other libraries' loggers with handlers of their own, which the root handler's filter cannot
+# reach: torch's exporter ("torchvision is not installed. Skipping torchvision::nms", four lines)
+OWN_HANDLERS = ("torch.onnx._internal",)
+
+
+class OursOrErrors(logging.Filter):
+    """Our records at the level -v sets; other libraries' only from ERROR up."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or record.name.split(".", 1)[0] in OURS
 
 
 class Main(click.Group):
@@ -25,19 +39,37 @@ class Main(click.Group):
 
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ptdit-export")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv: debug, and other libraries').")
 def main(verbose: int) -> None:
     """PT-DiT deployment: model -> ONNX -> engine -> runtime."""
-    # ours at INFO (-v: DEBUG); other libraries' log records (onnx_ir) only from -vv
-    level = logging.WARNING - 10 * min(verbose + 1, 2)
+    configure_logging(verbose)
+
+
+def configure_logging(verbose: int) -> None:
+    """Ours at INFO (-v: DEBUG). Other libraries' log records, Python warnings and progress bars
+    (transformers' "Loading weights") only with -vv."""
+    everything = verbose >= 2
     logging.basicConfig(
-        level=logging.DEBUG if verbose >= 2 else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if everything else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    for ours in ("ptdit_export", "ptdit_runtime"):
-        logging.getLogger(ours).setLevel(level)
-    # other libraries' Python warnings (torch.onnx's axis renaming, deprecations) go the same way
+    for handler in logging.getLogger().handlers:
+        for f in [f for f in handler.filters if isinstance(f, OursOrErrors)]:
+            handler.removeFilter(f)
+        if not everything:
+            handler.addFilter(OursOrErrors())
+    for ours in OURS:
+        logging.getLogger(ours).setLevel(logging.WARNING - 10 * min(verbose + 1, 2))
+    for name in OWN_HANDLERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if everything else logging.ERROR)
+    # Python warnings (torch.onnx's axis renaming, deprecations) go the same way
     logging.captureWarnings(True)
-    logging.getLogger("py.warnings").setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
+    logging.getLogger("py.warnings").setLevel(logging.DEBUG if everything else logging.ERROR)
+    if not everything:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when huggingface_hub loads
+        if "transformers" in sys.modules:  # already loaded (an app or a test calling main)
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
 
 
 def _register() -> None:

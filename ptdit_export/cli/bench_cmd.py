@@ -134,7 +134,14 @@ def bench(**opts) -> None:
         def save(partial: dict) -> None:  # after every point, so an interrupted sweep keeps its data
             results_path.write_text(json.dumps(partial, indent=1))
 
+        from ptdit_export.bench.load import load_average, load_report
+
+        before = load_average()
+        click.echo(load_report("before", settings.threads, before))
         results = run_sweep(settings, opts["cache_dir"], on_point=save)
+        after = load_average()
+        click.echo(load_report("after", settings.threads, after))
+        results["environment"]["load_average"] = {"before": before, "after": after}
         save(results)
     plots = bench_report.plot_results(results, out)
     click.echo(bench_report.format_tables(results))

@@ -36,6 +36,12 @@ def export(out_dir: Path, verify: bool, **opts) -> None:
         _report(out_dir)
 
 
+class InputError(click.ClickException):
+    """Bad input: one `Error: ...` line, exit status 2."""
+
+    exit_code = 2
+
+
 @click.command("verify")
 @click.argument("engine_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -44,7 +50,8 @@ def export(out_dir: Path, verify: bool, **opts) -> None:
     type=(int, int, int, int, int),
     multiple=True,
     metavar="B F H W L",
-    help="Latent shape to check (batch, frames, height, width, text length); repeatable.",
+    help="Latent shape to check (batch, frames, height, width, text length) inside the folder's "
+    "profiles; repeatable [default: the traced shape and two more inside the profiles].",
 )
 @click.option(
     "--files", "files", is_flag=True, help="Check every file against the folder's manifest.json (sha256)."
@@ -69,18 +76,33 @@ def _check_files(engine_dir: Path) -> None:
 
 
 def _report(engine_dir: Path, shapes=None) -> None:
-    from ptdit_export.export.verify import verify_dir
+    from ptdit_export.export.verify import ShapeError, VerifyInputError, verify_dir
 
-    checks = verify_dir(engine_dir, shapes)
-    click.echo(f"{'shape (B,F,H,W,L)':<24} {'output':<14} {'max abs':>10} {'max rel':>10} {'tol':>8}  result")
-    for c in checks:
-        shape = ",".join(map(str, c.shape))
-        verdict = f"{'PASS' if c.passed else 'FAIL'} ({c.runner})"
-        errors = f"{c.max_abs:>10.3e} {c.max_rel:>10.3e} {c.tolerance:>8.1e}"
-        click.echo(f"{shape:<24} {c.output:<14} {errors}  {verdict}")
+    try:
+        checks = verify_dir(engine_dir, shapes)
+    except (ShapeError, VerifyInputError) as err:
+        raise InputError(str(err)) from None
+    _print_checks(checks)
     if not all(c.passed for c in checks):
         click.echo("parity check failed", err=True)
         sys.exit(1)
+
+
+def _print_checks(checks) -> None:
+    """One table per checked file, named above it and in its verdict."""
+    for file in dict.fromkeys(c.file for c in checks):
+        rows = [c for c in checks if c.file == file]
+        click.echo(f"{file} ({rows[0].runner})")
+        click.echo(
+            f"  {'shape (B,F,H,W,L)':<22} {'output':<14} {'max abs':>10} {'max rel':>10} {'tol':>8}  result"
+        )
+        for c in rows:
+            shape = ",".join(map(str, c.shape))
+            errors = f"{c.max_abs:>10.3e} {c.max_rel:>10.3e} {c.tolerance:>8.1e}"
+            click.echo(f"  {shape:<22} {c.output:<14} {errors}  {'PASS' if c.passed else 'FAIL'}")
+        failed = sum(not c.passed for c in rows)
+        verdict = f"FAIL at {failed} of {len(rows)} shapes" if failed else f"PASS at {len(rows)} shapes"
+        click.echo(f"{verdict}: {file}")
 
 
 COMMANDS = [export, verify]

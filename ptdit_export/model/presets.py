@@ -1,7 +1,7 @@
 """Named configurations: the release, the paper's family, video, and small ones for tests.
 
-Parameter counts in the README come from `ptdit-export presets`, which builds each model on
-the meta device and counts.
+Parameter counts in the README come from `ptdit-export presets`, which counts them from the
+config (`parameter_count`, no torch; tests check it against the built modules).
 """
 
 from __future__ import annotations
@@ -102,6 +102,38 @@ PRESETS: dict[str, Preset] = {
         "tests: tiny with a temporal window of 2",
     ),
 }
+
+
+TIMESTEP_CHANNELS = 256  # sinusoidal timestep features (model/embeddings.py)
+
+
+def parameter_count(config: PTDiTConfig) -> int:
+    """Trainable parameters of PTDiT(config), counted from the config (the module layout of
+    model/ptdit.py, block.py, attention.py and embeddings.py) without building it."""
+    c, d = config, config.hidden_size
+
+    def linear(n_in: int, n_out: int, bias: bool = True) -> int:
+        return n_in * n_out + (n_out if bias else 0)
+
+    norm = 2 * d if c.norm_elementwise_affine else 0  # LayerNorm weight + bias
+    attention = 3 * linear(d, d, c.attention_bias) + linear(d, d)  # to_q/k/v, to_out.0
+    inner = 4 * d
+    ff = linear(d, 2 * inner if c.activation_fn == "geglu" else inner) + linear(inner, d)
+    # proxy self-attention, proxies -> tokens cross-attention + linear_1_visual, window
+    # attention, text attention, MLP: 5 norms, 4 attentions, the 6-row modulation table
+    block = 5 * norm + 4 * attention + linear(d, d) + ff + 6 * d
+    if c.shift_window:  # shift_window_norm, attn3, linear_2, the 3-row proxy table
+        block += norm + attention + linear(d, d) + 3 * d
+    timestep = linear(TIMESTEP_CHANNELS, d) + linear(d, d)
+    if c.use_additional_conditions:  # resolution and aspect-ratio embedders, d // 3 wide each
+        timestep += 2 * (linear(TIMESTEP_CHANNELS, d // 3) + linear(d // 3, d // 3))
+    total = c.in_channels * d * c.patch_size**2 + d  # patch embedding (Conv2d)
+    total += timestep + linear(d, 6 * d)  # adaLN-single
+    if c.caption_channels:
+        total += linear(c.caption_channels, d) + linear(d, d)
+    total += c.num_layers * block
+    total += 2 * d + linear(d, c.patch_size**2 * c.out_channels)  # final table, proj_out
+    return total
 
 
 def default_model() -> str:

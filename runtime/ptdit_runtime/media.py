@@ -84,6 +84,8 @@ def save_latents(latents: np.ndarray, path: str | Path) -> Path:
 
 
 def write_mp4(frames: np.ndarray, path: Path, fps: int) -> None:
+    """H.264 in yuv420p (what players take), which needs even sizes: an odd height or width
+    gets its last row or column repeated once (ffmpeg would otherwise write an empty file)."""
     if importlib.util.find_spec("imageio_ffmpeg") is None:
         raise RuntimeError(
             f"writing {path} needs imageio-ffmpeg (pip install imageio-ffmpeg); or write a .gif instead"
@@ -91,8 +93,14 @@ def write_mp4(frames: np.ndarray, path: Path, fps: int) -> None:
     import imageio_ffmpeg
 
     _, h, w, _ = frames.shape
-    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, macro_block_size=1)
+    if h % 2 or w % 2:
+        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    writer = imageio_ffmpeg.write_frames(
+        str(path), (w + w % 2, h + h % 2), fps=fps, macro_block_size=1, pix_fmt_out="yuv420p"
+    )
     writer.send(None)
     for frame in frames:
         writer.send(np.ascontiguousarray(frame))
     writer.close()
+    if not path.is_file() or path.stat().st_size == 0:
+        raise RuntimeError(f"ffmpeg wrote no video to {path}; write a .gif instead")

@@ -26,14 +26,18 @@ def export(tmp_path_factory, name, source=TINY, **settings):
     return out
 
 
+# traced at 16 x 16, promised from one window (8) to 4x the traced size: verify checks inside these
+SIZES = {"height_profile": T.Profile(8, 16, 64), "width_profile": T.Profile(8, 16, 64)}
+
+
 @pytest.fixture(scope="module")
 def portable(tmp_path_factory):
-    return export(tmp_path_factory, "portable", graph="portable")
+    return export(tmp_path_factory, "portable", graph="portable", **SIZES)
 
 
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory):
-    return export(tmp_path_factory, "plugin", graph="plugin")
+    return export(tmp_path_factory, "plugin", graph="plugin", **SIZES)
 
 
 # (batch, frames, latent height, latent width, text length): square, non-square both ways,
@@ -58,13 +62,14 @@ def test_video_frames_are_dynamic(tmp_path_factory):
         latent_height=8,
         latent_width=8,
         frames=4,
+        frames_profile=T.Profile(2, 4, 16),
     )
     checks = verify_dir(folder, [(2, 4, 8, 8, 6), (1, 6, 8, 12, 4), (2, 2, 12, 8, 6)])
     assert all(c.passed for c in checks), checks
 
 
 def test_fp16_graph_keeps_norms_and_residual_in_fp32(tmp_path_factory):
-    folder = export(tmp_path_factory, "fp16", precision="fp16", graph="portable")
+    folder = export(tmp_path_factory, "fp16", precision="fp16", graph="portable", **SIZES)
     model = onnx.shape_inference.infer_shapes(onnx.load(folder / "transformer" / "model.onnx"))
     types = {
         v.name: v.type.tensor_type.elem_type
@@ -183,3 +188,43 @@ def test_verify_command_prints_errors_and_fails_beyond_tolerance(portable, monke
     monkeypatch.setattr("ptdit_export.export.verify.tolerance", lambda stage, precision: 1e-12)
     bad = CliRunner().invoke(main, ["verify", str(portable), "--shape", "1", "1", "16", "24", "5"])
     assert bad.exit_code == 1 and "FAIL" in bad.output
+
+
+def test_verify_defaults_to_shapes_inside_the_recorded_profiles_and_names_the_file(portable):
+    from click.testing import CliRunner
+
+    from ptdit_export.cli import main
+
+    profiles = json.loads((portable / "transformer" / "export.json").read_text())["profiles"]
+    shapes = [c.shape for c in verify_dir(portable)]
+    assert len(shapes) == 3 and len({s[0] for s in shapes}) > 1 and len({s[4] for s in shapes}) > 1
+    for shape in shapes:
+        for value, dim in zip(shape, ("batch", "frames", "latent_height", "latent_width", "text_len")):
+            assert profiles[dim]["min"] <= value <= profiles[dim]["max"], (shape, dim)
+    onnx_file = str(portable / "transformer" / "model.onnx")
+    out = CliRunner().invoke(main, ["verify", str(portable)])
+    assert out.exit_code == 0, out.output
+    assert f"PASS at 3 shapes: {onnx_file}" in out.output
+
+
+@pytest.mark.parametrize(
+    "shape, problem",
+    [
+        ("1 1 10 10 5", "latent height 10 is not a multiple of 8"),
+        ("9 1 16 16 5", "batch 9 is outside 1..8"),
+        ("2 1 16 72 5", "latent width 72 is outside 8..64"),
+        ("2 2 16 16 5", "frames 2 is outside 1..1"),
+    ],
+)
+def test_verify_command_rejects_shapes_outside_the_profiles_in_one_line(portable, shape, problem):
+    from click.testing import CliRunner
+
+    from ptdit_export.cli import main
+
+    out = CliRunner().invoke(main, ["verify", str(portable), "--shape", *shape.split()])
+    assert out.exit_code == 2, out.output
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in out.output
+    assert problem in lines[0]
+    assert "batch 1..8, frames 1, latent height 8..64 (multiples of 8)" in lines[0]
+    assert "text length 1..512" in lines[0] and str(portable / "transformer" / "model.onnx") in lines[0]
