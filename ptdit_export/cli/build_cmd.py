@@ -133,6 +133,13 @@ def _vae_scale(vae: str | None, given: int | None, preset) -> int:
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of random weights for untrained presets."
 )
+@click.option(
+    "--triton",
+    "triton_repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write a Triton model repository serving the folder (model `ptdit`, replaced if present).",
+)
 @click.option("--force", is_flag=True, help="Rebuild even when the manifest says the engine is up to date.")
 @click.option(
     "--lock-timeout",
@@ -196,6 +203,16 @@ def build(model: str | None, out_dir: Path | None, vae_scale: int | None, **o) -
         fail(f"{first}; {out_dir} is unchanged", 1, err)
     state = "up to date" if manifest.get("cache_hit") else "built"
     click.echo(f"{out_dir}: {state} for {manifest['backend']} ({manifest['precision']})")
+    if o["triton_repo"] is not None:  # 3. the Triton model repository around the new folder
+        from ptdit_export.serving import triton_repo_from_engine
+
+        try:
+            model_dir = triton_repo_from_engine(out_dir, o["triton_repo"], force=True)
+        except (OSError, ValueError) as err:
+            fail(f"{err} (the engine folder {out_dir} is built)", 1, err)
+        click.echo(
+            f"{model_dir.parent}: Triton model repository (serve it with `ptdit-export serve {model_dir.parent}`)"
+        )
 
 
 COMMANDS = [build]

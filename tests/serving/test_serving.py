@@ -78,6 +78,19 @@ def test_repository_follows_the_engine_profile(demo_engine, tmp_path):
         triton_repo_from_engine(demo_engine, tmp_path, kind="gpu", instances=2, force=True)
 
 
+def test_build_writes_the_repository_beside_the_folder(demo_engine, tmp_path):
+    """`build ... --triton REPO` on an unchanged folder: a cache hit, then the repository."""
+    repo = tmp_path / "repo"
+    result = run_cli("build", "--precision", "fp16", "--out", str(demo_engine), "--triton", str(repo))
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout and f"{repo}: Triton model repository" in result.stdout
+    text = (repo / "ptdit" / "config.pbtxt").read_text()
+    assert 'backend: "python"' in text and "dynamic_batching" in text
+    assert (repo / "ptdit" / "1" / "engine" / "manifest.json").read_bytes() == (
+        demo_engine / "manifest.json"
+    ).read_bytes()
+
+
 def triton_model_path() -> str:
     from ptdit_export.serving.repository import TEMPLATE
 
