@@ -376,12 +376,33 @@ def test_every_branch_of_the_shipped_model_was_trained(shipped, branch):
 QUICK_COLOURS, QUICK_POSITION = 0.90 - 0.10, 0.75 - 0.15
 
 
-def test_shipped_model_follows_held_out_prompts(shipped):
+# Colour fidelity goal on the full check: median <= 20, p90 <= 40 RGB units per role; the quick
+# check's fewer steps and prompts get a written margin of 10 units on both.
+QUICK_FIDELITY_MARGIN = 10.0
+
+
+@pytest.fixture(scope="module")
+def quick_check(shipped):
     scenes = demo.held_out_scenes()[::2]
     rates, images = demo.check_adherence(shipped.generate, scenes, seeds=(0,), steps=12, guidance=4.0)
+    return scenes, rates, images
+
+
+def test_shipped_model_follows_held_out_prompts(quick_check):
+    scenes, rates, images = quick_check
     assert images.shape == (len(scenes), 32, 32, 3)
     assert rates["colours"] >= QUICK_COLOURS, rates
     assert rates["position"] >= QUICK_POSITION, rates
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 point 9, open: the shipped weights over-saturate under guidance 4 "
+    "(held-out colour error median 31/38, p90 64/63 RGB units, background/foreground; docs/demo.md)",
+)
+def test_shipped_model_draws_the_palette_colours(quick_check):
+    _, rates, _ = quick_check
+    assert demo.fidelity_met(rates, margin=QUICK_FIDELITY_MARGIN), rates
 
 
 def test_shipped_model_needs_its_prompt(shipped):
