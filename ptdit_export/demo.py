@@ -248,6 +248,52 @@ def adherence(images: np.ndarray, scenes: list[Scene]) -> dict[str, float]:
     return {k: float(np.mean(v)) if v else float("nan") for k, v in hits.items()}
 
 
+# ------------------------------------------------------------ colour fidelity
+# The judge snaps pixels to the palette, so a lavender "white" still scores as white. Fidelity
+# asks how far the colours drawn are from the palette colours asked for: per picture, the
+# per-channel median of the pixels the judge assigns to the background (and to the
+# foreground), its RGB distance (0-255 units) from the scene's palette colour; over a set, the
+# median and 90th percentile of those distances per role. Goal on the held-out check:
+FIDELITY_GOAL = {"median": 20.0, "p90": 40.0}
+_MAX_RGB_DISTANCE = 255 * 3**0.5  # what a picture without a foreground scores for it
+
+
+def colour_errors(image: np.ndarray, scene: Scene) -> tuple[float, float]:
+    """(background, foreground) distance in RGB units of the median colour of each region the
+    judge finds in a picture [H, W, 3] in [0, 1] from the palette colour `scene` asks for."""
+    image = np.asarray(image, np.float32)
+    got = measure(image)
+    labels, names = colour_labels(image), list(COLOURS)
+    errors = []
+    for found, wanted in ((got.background, scene.background), (got.foreground, scene.foreground)):
+        if found is None:
+            errors.append(_MAX_RGB_DISTANCE)
+            continue
+        median = np.median(image[labels == names.index(found)], axis=0)  # (3,)
+        errors.append(float(np.linalg.norm(255 * (median - np.asarray(COLOURS[wanted])))))
+    return errors[0], errors[1]
+
+
+def colour_fidelity(images: np.ndarray, scenes: list[Scene]) -> dict[str, float]:
+    """Median and 90th percentile over pictures [N, H, W, 3] of `colour_errors`, per role:
+    keys background_error_median, background_error_p90, foreground_error_median, ..._p90."""
+    errors = np.asarray([colour_errors(image, scene) for image, scene in zip(images, scenes)])  # (N, 2)
+    out = {}
+    for role, column in (("background", errors[:, 0]), ("foreground", errors[:, 1])):
+        out[f"{role}_error_median"] = float(np.median(column))
+        out[f"{role}_error_p90"] = float(np.percentile(column, 90))
+    return out
+
+
+def fidelity_met(figures: dict[str, float], margin: float = 0.0) -> bool:
+    """Whether `colour_fidelity` figures meet FIDELITY_GOAL (plus `margin` RGB units)."""
+    return all(
+        figures[f"{role}_error_{stat}"] <= goal + margin
+        for role in ("background", "foreground")
+        for stat, goal in FIDELITY_GOAL.items()
+    )
+
+
 # --------------------------------------------------------------- components
 VOCABULARY = ("<pad>", "</s>", "<unk>", "a", "on", "background", ",", *COLOURS, *SHAPES, *POSITIONS)
 MAX_LENGTH = DEMO_COMPONENTS["max_length"]  # tokens per caption; the longest caption has 10 with </s>
@@ -447,7 +493,8 @@ def check_adherence(
     pipeline's `DemoComponents.generate`, or `runtime_drawer` over a built engine folder.
     Scene i under seed s starts from the runtime's noise of seed 1000 s + i.
 
-    Returns (rates per attribute as in `adherence`, pictures [N, H, W, 3]).
+    Returns (rates per attribute as in `adherence` and the `colour_fidelity` figures,
+    pictures [N, H, W, 3]).
     """
     scenes = held_out_scenes() if scenes is None else scenes
     todo = [(scene, 1000 * seed + i) for seed in seeds for i, scene in enumerate(scenes)]
@@ -457,7 +504,8 @@ def check_adherence(
         prompts, noise_seeds = [s.caption() for s, _ in part], [n for _, n in part]
         images.append(draw(prompts, noise_seeds, steps, guidance))
     images = np.concatenate(images)
-    rates = adherence(images, [s for s, _ in todo])
+    judged = [s for s, _ in todo]
+    rates = {**adherence(images, judged), **colour_fidelity(images, judged)}
     log.info("adherence over %d pictures: %s", len(todo), rates)
     return rates, images
 

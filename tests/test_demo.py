@@ -129,6 +129,63 @@ def test_judge_survives_noise_and_finds_no_foreground_on_a_blank():
     assert demo.measure(blank) == demo.Measured("green", None, None, None)
 
 
+# ------------------------------------------------------------ colour fidelity
+
+LAVENDER, CRIMSON = (244, 198, 255), (232, 18, 86)  # issue 12's "white" and "red", RGB 0-255
+
+
+def _recolour(image: np.ndarray, old: str, rgb: tuple[int, int, int]) -> np.ndarray:
+    out = image.copy()
+    out[np.all(image == np.asarray(demo.COLOURS[old], np.float32), axis=-1)] = np.asarray(rgb) / 255
+    return out
+
+
+def test_fidelity_is_zero_on_exact_colours_and_survives_speckle():
+    rng = np.random.default_rng(int(np.random.default_rng().integers(1 << 30)))
+    scenes = [demo.all_scenes()[i] for i in rng.choice(len(demo.all_scenes()), 60, replace=False)]
+    images = np.stack([demo.render(s, rng) for s in scenes])
+    exact = demo.colour_fidelity(images, scenes)
+    assert max(exact.values()) < 1e-3 and demo.fidelity_met(exact)
+    # speckle: 5% of pixels set to random colours, the rest exact; medians stay on the palette
+    speckled = images.copy()
+    hit = rng.random(images.shape[:3]) < 0.05
+    speckled[hit] = rng.random((int(hit.sum()), 3))
+    assert max(demo.colour_fidelity(speckled, scenes).values()) < 1.0
+
+
+def test_fidelity_fails_the_lavender_and_crimson_the_judge_accepts():
+    """Issue 12: lavender "white" and crimson "red" snap to the right palette colours, so
+    adherence is perfect, but they lie 46 and 61 RGB units from white and red."""
+    rng = np.random.default_rng(int(np.random.default_rng().integers(1 << 30)))
+    scenes = [s for s in demo.all_scenes() if s.foreground == "red" and s.background == "white"]
+    images = np.stack([demo.render(s, rng) for s in scenes])
+    off = np.stack([_recolour(_recolour(im, "white", LAVENDER), "red", CRIMSON) for im in images])
+    assert demo.adherence(off, scenes)["colours"] == 1.0
+    # distances written out by hand: white is 242.25 per channel, red (229.5, 25.5, 25.5)
+    lavender_error = float(np.sqrt(1.75**2 + 44.25**2 + 12.75**2))  # 46.08
+    crimson_error = float(np.sqrt(2.5**2 + 7.5**2 + 60.5**2))  # 61.01
+    got = demo.colour_fidelity(off, scenes)
+    assert got["background_error_median"] == pytest.approx(lavender_error, abs=0.01)
+    assert got["foreground_error_median"] == pytest.approx(crimson_error, abs=0.01)
+    assert not demo.fidelity_met(got)
+    # crimson on a fifth of the pictures: the median passes, the 90th percentile does not
+    mixed = np.stack([_recolour(im, "red", CRIMSON) if i % 5 == 0 else im for i, im in enumerate(images)])
+    got = demo.colour_fidelity(mixed, scenes)
+    assert got["foreground_error_median"] < 1e-3 and got["foreground_error_p90"] > 40
+    assert not demo.fidelity_met(got)
+    # every colour 15 units darker meets the goal; 25 units darker fails the median
+    for shift, met in ((15, True), (25, False)):
+        moved = images - shift / 255 / np.sqrt(3)  # stays in [0, 1]: red and white are >= 0.1
+        assert demo.fidelity_met(demo.colour_fidelity(moved, scenes)) is met
+
+
+def test_fidelity_scores_a_missing_foreground_as_a_miss():
+    scene = demo.Scene("circle", "red", "green", "left")
+    blank = np.broadcast_to(np.asarray(demo.COLOURS["green"], np.float32), (32, 32, 3))
+    background, foreground = demo.colour_errors(blank, scene)
+    assert background < 1e-3 and foreground == pytest.approx(255 * np.sqrt(3))
+
+
 # ------------------------------------------------------------ the pipeline parts
 
 
@@ -196,7 +253,10 @@ def test_training_script_runs_and_writes_a_loadable_preset(tmp_path):
     assert "train demo" in run.stderr and "6/6" in run.stderr  # the progress bar
     notes = json.loads((out / "training.json").read_text())
     assert notes["settings"]["steps"] == 6 and len(notes["adherence_during_training"]) == 2
-    assert set(notes["held_out_adherence"]) == {"foreground", "background", "colours", "position", "shape"}
+    assert set(notes["held_out_adherence"]) == {
+        "foreground", "background", "colours", "position", "shape",
+        "background_error_median", "background_error_p90", "foreground_error_median", "foreground_error_p90",
+    }  # fmt: skip
     assert (docs / "demo_loss.png").stat().st_size > 1000
     comps = demo.load_components(out)
     assert comps.generate(["a red circle on a blue background"], 0, steps=2).shape == (1, 32, 32, 3)
@@ -316,12 +376,33 @@ def test_every_branch_of_the_shipped_model_was_trained(shipped, branch):
 QUICK_COLOURS, QUICK_POSITION = 0.90 - 0.10, 0.75 - 0.15
 
 
-def test_shipped_model_follows_held_out_prompts(shipped):
+# Colour fidelity goal on the full check: median <= 20, p90 <= 40 RGB units per role; the quick
+# check's fewer steps and prompts get a written margin of 10 units on both.
+QUICK_FIDELITY_MARGIN = 10.0
+
+
+@pytest.fixture(scope="module")
+def quick_check(shipped):
     scenes = demo.held_out_scenes()[::2]
     rates, images = demo.check_adherence(shipped.generate, scenes, seeds=(0,), steps=12, guidance=4.0)
+    return scenes, rates, images
+
+
+def test_shipped_model_follows_held_out_prompts(quick_check):
+    scenes, rates, images = quick_check
     assert images.shape == (len(scenes), 32, 32, 3)
     assert rates["colours"] >= QUICK_COLOURS, rates
     assert rates["position"] >= QUICK_POSITION, rates
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 point 9, open: the shipped weights over-saturate under guidance 4 "
+    "(held-out colour error median 31/38, p90 64/63 RGB units, background/foreground; docs/demo.md)",
+)
+def test_shipped_model_draws_the_palette_colours(quick_check):
+    _, rates, _ = quick_check
+    assert demo.fidelity_met(rates, margin=QUICK_FIDELITY_MARGIN), rates
 
 
 def test_shipped_model_needs_its_prompt(shipped):
