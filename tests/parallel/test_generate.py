@@ -41,7 +41,7 @@ def torch_folder() -> Path:
     SpaceToDepthVAE(builders.FACTOR).onnx_decoder(root)
     write_json(root / "scheduler" / "scheduler_config.json", {"kind": "rflow"})
     update_model_index(root, scheduler="scheduler")
-    return root
+    return builders.write_manifest(root, backend="torch")
 
 
 ARGS = ["--steps", "4", "--height", "64", "--width", "32", "--seed", "3", "--zoom", "1"]
