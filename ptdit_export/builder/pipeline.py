@@ -88,6 +88,7 @@ def build(
     from ptdit_export.export.source import model_from_source, source_of
     from ptdit_export.export.transformer import ExportSettings, onnx_from_model
     from ptdit_export.model import load_config
+    from ptdit_export.quant import QUANTIZED, float_precision, quantize_exported
 
     out_dir = Path(out_dir)
     # 1. backend
@@ -112,7 +113,7 @@ def build(
     opt = {k: p.opt for k, p in profiles.items()}
     step = config.patch_size * config.compress_ratios[1], config.patch_size * config.compress_ratios[2]
     export_settings = ExportSettings(
-        precision=settings.precision,
+        precision=float_precision(settings.precision, backend),
         graph="plugin" if backend == "tensorrt" else "portable",
         opset=settings.opset,
         dynamic=True,
@@ -127,10 +128,16 @@ def build(
         frames_profile=profiles["frames"],
         text_profile=profiles["text_len"],
     )
-    onnx_path = onnx_from_model(model_from_source(source), out_dir, export_settings, source)
+    model = model_from_source(source)
+    onnx_path = onnx_from_model(model, out_dir, export_settings, source)
+    if settings.precision in QUANTIZED:  # int8/fp8: calibrate with the sampler, write Q/DQ
+        quantize_exported(
+            out_dir, model, model_arg, settings.precision, backend, vae_scale=settings.vae_scale
+        )
 
     # 4. engine
     files = ["model.onnx", "config.json", "export.json"]
+    files += ["model.float.onnx", "quant.json"] if settings.precision in QUANTIZED else []
     if backend == "tensorrt":
         facts = _build_tensorrt(onnx_path, folder, config, profiles, settings, out_dir)
         files.append("engine.plan")

@@ -85,7 +85,8 @@ def verify_dir(engine_dir: str | Path, shapes: list[tuple] | None = None) -> lis
     settings = ExportSettings.from_dict(export)
     model = model_from_source(export["source"], dtype=torch.float32)
     run, runner = runner_for(root / "model.onnx", settings.precision)
-    tol = tolerance("onnx", settings.precision)
+    quant = read_json(root / "quant.json") if (root / "quant.json").is_file() else {}
+    tol = tolerance("onnx", quant.get("precision", settings.precision))
     checks = []
     for shape in shapes or default_shapes(settings, model.config):
         b, f, h, w, n = shape
