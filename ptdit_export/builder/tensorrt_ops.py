@@ -30,7 +30,7 @@ def _trt_type(elem_type: int) -> str:
     names = {
         TensorProto.FLOAT: "FP32", TensorProto.FLOAT16: "FP16", TensorProto.BFLOAT16: "BF16",
         TensorProto.INT32: "INT32", TensorProto.INT64: "INT64", TensorProto.INT8: "INT8",
-        TensorProto.UINT8: "UINT8", TensorProto.BOOL: "BOOL", TensorProto.DOUBLE: "DOUBLE",
+        TensorProto.UINT8: "UINT8", TensorProto.BOOL: "BOOL", TensorProto.DOUBLE: "FP32",  # the parser casts DOUBLE down
         TensorProto.FLOAT8E4M3FN: "FP8", TensorProto.INT4: "INT4",
     }  # fmt: skip
     return names.get(elem_type, TensorProto.DataType.Name(elem_type))

@@ -41,8 +41,8 @@ def test_quantized_graphs_have_qdq_on_block_linears_only(exported):
         dq_into_matmul = [
             n for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1].endswith(".w_dq")
         ]
-        # tiny: 2 blocks x 22 linears (4 attentions x q/k/v/out, 2 visual/proxy linears, 2 MLP)
-        assert len(dq_into_matmul) == facts["quantized_nodes"] == 44
+        # tiny: 2 blocks x 24 linears (4 attentions x q/k/v/out, 2 visual/proxy linears, 2 MLP)
+        assert len(dq_into_matmul) == facts["quantized_nodes"] == 48
         qtype = onnx.TensorProto.INT8 if precision == "int8" else onnx.TensorProto.FLOAT8E4M3FN
         weights = [i for i in model.graph.initializer if i.name.endswith(".w_q")]
         assert weights and all(i.data_type == qtype for i in weights)

@@ -98,9 +98,12 @@ def test_write_qdq_places_and_computes(precision, dtype):
     r1 = r1.astype(dtype)
     r2 = (act(r1, amax["h1"]) @ weight(w2, 0).T).astype(dtype)
     want = r2.astype(np.float32) @ w3.astype(np.float32)
-    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
-        ["y"], {"x": x}
-    )[0]
+    # unfused: exactly the Q/DQ semantics TensorRT implements (ONNX Runtime's fused AVX2 int8
+    # kernels saturate full-range weights; the CPU graph uses 7-bit weights, tested below)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    got = session.run(["y"], {"x": x})[0]
     tol = 2e-2 if dtype == np.float16 else 1e-4
     np.testing.assert_allclose(got.astype(np.float32), want, rtol=tol, atol=tol * np.abs(want).max())
     unquantized = (x.astype(np.float32) @ w1.astype(np.float32) @ w2.astype(np.float32).T) @ w3.astype(
@@ -113,3 +116,24 @@ def test_write_qdq_needs_ranges():
     model, _ = _linear_graph(np.random.default_rng(3), np.float32)
     with pytest.raises(ValueError, match="no calibrated range for x"):
         write_qdq(model, quantized_nodes(model), {}, "int8")
+
+
+def test_cpu_int8_graph_fused_by_onnxruntime_matches_unfused():
+    """7-bit weights: ONNX Runtime's fused int8 kernels give the Q/DQ result (no saturation)."""
+    import onnxruntime as ort
+
+    from ptdit_export.quant.qdq import ORT_WEIGHT_QMAX
+
+    rng = np.random.default_rng(5)
+    model, (w1, w2, w3) = _linear_graph(rng, np.float32)
+    x = (rng.standard_normal((6, w1.shape[0])) * 3).astype(np.float32)
+    amax = {"x": float(np.abs(x).max()), "h1": float(np.abs(x @ w1).max())}
+    write_qdq(model, quantized_nodes(model), amax, "int8", weight_qmax=ORT_WEIGHT_QMAX)
+    outputs = []
+    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        outputs.append(session.run(["y"], {"x": x})[0])
+    unfused, fused = outputs
+    np.testing.assert_allclose(fused, unfused, rtol=1e-4, atol=1e-4 * np.abs(unfused).max())
