@@ -47,11 +47,10 @@ def quantize_array(x: np.ndarray, scale: np.ndarray, precision: str) -> np.ndarr
 
 
 def _tensor(name: str, arr: np.ndarray, onnx_type: int):
+    """A raw-data initializer (int8 and float8 e4m3fn are both one byte an element)."""
     from onnx import helper
 
-    if arr.dtype.itemsize == 1 and onnx_type != helper.np_dtype_to_tensor_dtype(np.dtype(np.int8)):
-        return helper.make_tensor(name, onnx_type, arr.shape, arr.view(np.uint8).tobytes(), raw=True)
-    return helper.make_tensor(name, onnx_type, arr.shape, arr.tobytes(), raw=True)
+    return helper.make_tensor(name, onnx_type, arr.shape, np.ascontiguousarray(arr).tobytes(), raw=True)
 
 
 def raise_opset(model: Any, version: int = QDQ_OPSET) -> None:
