@@ -64,7 +64,7 @@ def quantized_onnx_from_onnx(
     by_name = {n.name: n for n in model.graph.node}
     amax = activation_amax(float_path, feeds, [by_name[n].input[0] for n in nodes])
     weight_qmax = ORT_WEIGHT_QMAX if target == "onnxruntime" else None
-    write_qdq(model, nodes, amax, precision, weight_qmax)
+    write_qdq(model, nodes, amax, precision, weight_qmax, share_quantize=target != "onnxruntime")
     onnx.save_model(model, str(out_path))
     method = (
         f"ptdit_export.quant.qdq: {precision} symmetric, per-channel weights"

@@ -63,11 +63,18 @@ def raise_opset(model: Any, version: int = QDQ_OPSET) -> None:
 
 
 def write_qdq(
-    model: Any, nodes: list[str], amax: dict[str, float], precision: str, weight_qmax: float | None = None
+    model: Any,
+    nodes: list[str],
+    amax: dict[str, float],
+    precision: str,
+    weight_qmax: float | None = None,
+    share_quantize: bool = True,
 ) -> Any:
     """Insert Q/DQ for NODES into MODEL (an onnx ModelProto, changed in place and returned).
     amax: activation tensor name -> calibrated largest magnitude. weight_qmax: a smaller weight
-    range (63: ONNX Runtime's reduce-range int8, whose AVX2 kernels saturate 8-bit products)."""
+    range (63: ONNX Runtime's reduce-range int8, whose AVX2 kernels saturate 8-bit products).
+    share_quantize False: one QuantizeLinear per consumer (ONNX Runtime fuses Q -> DQ -> MatMul
+    into an integer matmul only when the Q feeds one node)."""
     from onnx import helper, numpy_helper
 
     if precision not in QMAX:
@@ -111,28 +118,36 @@ def write_qdq(
             )
         ]
         x = node.input[0]
-        if x not in done_acts:
+        key = x if share_quantize else f"{x}.{stem}"
+        if key not in done_acts:
             if x not in amax:
                 raise ValueError(f"no calibrated range for {x} (input of {node.name}); recalibrate")
             s = np.array(max(amax[x], 1e-8) / qmax, dtype=fdtype)
             graph.initializer.extend(
                 [
-                    numpy_helper.from_array(s, f"{x}.a_scale"),
-                    _tensor(f"{x}.a_zp", np.zeros((), _storage(precision)[1]), qtype),
+                    numpy_helper.from_array(s, f"{key}.a_scale"),
+                    _tensor(f"{key}.a_zp", np.zeros((), _storage(precision)[1]), qtype),
                 ]
             )
-            before += [
+            before.append(
                 helper.make_node(
-                    "QuantizeLinear", [x, f"{x}.a_scale", f"{x}.a_zp"], [f"{x}.a_q"], name=f"{x}.act_q"
-                ),
-                helper.make_node(
-                    "DequantizeLinear", [f"{x}.a_q", f"{x}.a_scale", f"{x}.a_zp"], [f"{x}.a_dq"],
-                    name=f"{x}.act_dq",
-                ),
-            ]  # fmt: skip
-            done_acts[x] = f"{x}.a_dq"
+                    "QuantizeLinear",
+                    [x, f"{key}.a_scale", f"{key}.a_zp"],
+                    [f"{key}.a_q"],
+                    name=f"{key}.act_q",
+                )
+            )
+            done_acts[key] = f"{key}.a_q"
+        # one DequantizeLinear per consumer: ONNX Runtime fuses DQ -> MatMul only when the DQ
+        # feeds that node alone (TensorRT fuses either way)
+        before.append(
+            helper.make_node(
+                "DequantizeLinear", [f"{key}.a_q", f"{key}.a_scale", f"{key}.a_zp"], [f"{stem}.a_dq"],
+                name=f"{stem}.act_dq",
+            )
+        )  # fmt: skip
+        node.input[0] = f"{stem}.a_dq"
         new_nodes[node.name] = before
-        node.input[0] = done_acts[x]
         node.input[1] = f"{stem}.w_dq"
         if node.op_type == "Gemm":  # the stored weight may now be [N, K] or [K, N]: say which
             for a in node.attribute:

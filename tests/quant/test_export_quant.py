@@ -100,3 +100,13 @@ def test_operator_check_finds_what_tensorrt_lacks():
     assert any(p.startswith("softmax_int") and "INT32" in p for p in problems)
     assert any(p.startswith("custom") for p in problems)
     assert not any(p.startswith("nms") for p in problems)
+
+
+def test_onnxruntime_fuses_every_quantized_linear_of_the_cpu_graph(exported, tmp_path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(exported["int8"] / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert ops.count("MatMulIntegerToFloat") == 48 and "DequantizeLinear" not in ops
