@@ -226,6 +226,7 @@ def _build_into(stage: Path, plan: BuildPlan, backend: str) -> dict[str, Any]:
     """Phases 4-6 into the staging folder; returns the manifest's descriptive fields."""
     from ptdit_export.export.source import model_from_source
     from ptdit_export.export.transformer import ExportSettings, onnx_from_model
+    from ptdit_export.quant import QUANTIZED, float_precision, quantize_exported
 
     config, profiles, settings = plan.config, plan.profiles, plan.settings
     # 4. export (torch: the weights, no graph)
@@ -247,7 +248,7 @@ def _build_into(stage: Path, plan: BuildPlan, backend: str) -> dict[str, Any]:
     opt = {k: p.opt for k, p in profiles.items()}
     step = config.patch_size * config.compress_ratios[1], config.patch_size * config.compress_ratios[2]
     export_settings = ExportSettings(
-        precision=settings.precision,
+        precision=float_precision(settings.precision, backend),
         graph="plugin" if backend == "tensorrt" else "portable",
         opset=settings.opset,
         dynamic=True,
@@ -262,7 +263,12 @@ def _build_into(stage: Path, plan: BuildPlan, backend: str) -> dict[str, Any]:
         frames_profile=profiles["frames"],
         text_profile=profiles["text_len"],
     )
-    onnx_path = onnx_from_model(model_from_source(plan.source), stage, export_settings, plan.source)
+    model = model_from_source(plan.source)
+    onnx_path = onnx_from_model(model, stage, export_settings, plan.source)
+    if settings.precision in QUANTIZED:  # int8/fp8: calibrate with the sampler, write Q/DQ
+        quantize_exported(
+            stage, model, plan.model_arg, settings.precision, backend, vae_scale=settings.vae_scale
+        )
 
     # 5. engine
     staging.fail_point("engine")

@@ -93,7 +93,12 @@ def _vae_scale(vae: str | None, given: int | None, preset) -> int:
     default=None,
     help="Pipeline folder (default: engines/<model>).",
 )
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp16", show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "bf16", "int8", "fp8"]),
+    default="fp16",
+    show_default=True,
+)
 @click.option(
     "--backend",
     type=click.Choice(["auto", "tensorrt", "onnxruntime", "ascend", "torch"]),

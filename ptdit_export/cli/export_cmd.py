@@ -26,11 +26,18 @@ def export(out_dir: Path, verify: bool, **opts) -> None:
     """Export the PT-DiT transformer to ONNX (plugin or portable graph)."""
     from ptdit_export.export.source import model_from_source, source_of
     from ptdit_export.export.transformer import onnx_from_model
+    from ptdit_export.quant import float_precision, quantize_exported
 
     source = source_of(opts["model"], opts["seed"])
     model = model_from_source(source)
-    settings = settings_from_options(model.config, opts)
+    quant = opts["precision"] if opts["precision"] in ("int8", "fp8") else None
+    target = "onnxruntime" if quant == "int8" and opts["graph"] == "portable" else "tensorrt"
+    settings = settings_from_options(
+        model.config, opts | {"precision": float_precision(opts["precision"], target)}
+    )
     path = onnx_from_model(model, out_dir, settings, source)
+    if quant:  # calibrate with the sampler, write the Q/DQ graph (docs/quantization.md)
+        path = quantize_exported(out_dir, model, opts["model"], quant, target, vae_scale=opts["vae_scale"])
     click.echo(f"wrote {path}")
     if verify:
         _report(out_dir)

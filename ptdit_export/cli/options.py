@@ -20,10 +20,10 @@ def export_options(fn):
         ),
         click.option(
             "--precision",
-            type=click.Choice(["fp32", "fp16", "bf16"]),
+            type=click.Choice(["fp32", "fp16", "bf16", "int8", "fp8"]),
             default="fp32",
             show_default=True,
-            help="Dtype of the graph's tensors (norms and residual stay fp32).",
+            help="Dtype of the graph's tensors (norms and residual stay fp32); int8/fp8: Q/DQ graphs.",
         ),
         click.option(
             "--graph",

@@ -186,7 +186,8 @@ def verify_onnx(path: str | Path, shapes: list[tuple] | None = None) -> list[Che
     shapes = [tuple(s) for s in shapes] if shapes else default_shapes(settings, rules)
     model = model_from_source(export["source"], dtype=torch.float32)
     run, runner = runner_for(path, settings.precision)
-    tol = tolerance("onnx", settings.precision)
+    quant = read_json(path.parent / "quant.json") if (path.parent / "quant.json").is_file() else {}
+    tol = tolerance("onnx", quant.get("precision", settings.precision))
     checks = []
     for shape in shapes:
         b, f, h, w, n = shape

@@ -1,0 +1,137 @@
+"""int8 vs fp32 on ONNX Runtime (CPU): one denoiser step, and the demo's whole `generate`.
+
+1. One guided denoiser step of MODEL (default `small`, random weights) at RESOLUTION px: the
+   fp32 portable graph against its int8 Q/DQ graph (ptdit_export.quant, calibrated with the
+   sampler on random caption embeddings), interleaved fp32, int8, fp32, ... in one process;
+   the ratio of medians is printed.
+2. The demo's whole pipeline (T5, 30 steps, guidance 4, decoder) from `ptdit-export build
+   --precision fp32` and `--precision int8` folders, interleaved the same way.
+
+    python benchmarks/bench_int8.py --threads 2                  # both parts (~10 min idle)
+    python benchmarks/bench_int8.py --skip-demo --model tiny --resolution 128 --repeats 2  # smoke
+
+Prints the load average before and after: figures from a loaded machine are indicative only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def interleaved(runs: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each callable, run in turn REPEATS times after one warm-up each."""
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for fn in runs.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def step_benchmark(args, work: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    from ptdit_export.export.source import model_from_source
+    from ptdit_export.export.transformer import ExportSettings, example_inputs, onnx_from_model
+    from ptdit_export.quant import CalibrationSettings, quantize_exported
+
+    source = {"preset": args.model, "seed": 0}
+    model = model_from_source(source)
+    latent = args.resolution // 8
+    settings = ExportSettings(latent_height=latent, latent_width=latent, batch=2, text_len=args.text_len)
+    onnx_from_model(model, work, settings, source)
+    calib = CalibrationSettings(prompts=args.calib_prompts, steps=args.calib_steps, batch=1)
+    int8_path = quantize_exported(work, model, args.model, "int8", "onnxruntime", calib)
+    fp32_path = int8_path.with_name("model.float.onnx")
+
+    def session(path: Path):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = args.threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    x, t, e, m = example_inputs(model.config, settings)
+    feeds = {"hidden_states": x.numpy(), "timestep": t.numpy(), "encoder_hidden_states": e.numpy(),
+             "encoder_attention_mask": m.numpy()}  # fmt: skip
+    fp32, int8 = session(fp32_path), session(int8_path)
+    a, b = fp32.run(None, feeds)[0], int8.run(None, feeds)[0]
+    err = float(np.abs(a - b).max() / np.abs(a).max())
+    med = interleaved(
+        {"fp32": lambda: fp32.run(None, feeds), "int8": lambda: int8.run(None, feeds)}, args.repeats
+    )
+    print(
+        f"step  {args.model} {args.resolution} px, batch 2, {args.threads} threads: fp32 {med['fp32'] * 1e3:.0f} ms, "
+        f"int8 {med['int8'] * 1e3:.0f} ms -> int8 {med['fp32'] / med['int8']:.2f}x faster "
+        f"(int8 vs fp32 output: relative max error {err:.2e})"
+    )
+
+
+def demo_benchmark(args, work: Path) -> None:
+    from ptdit_export.builder.pipeline import BuildSettings, build
+    from ptdit_export.builder.profiles import ShapeRange
+    from ptdit_runtime.pipeline import Pipeline
+
+    pipes = {}
+    for precision, given in zip(("fp32", "int8"), args.engines or (None, None)):
+        out = Path(given) if given else work / f"demo-{precision}"
+        if not given:
+            shapes = ShapeRange(text_len=(1, 16, 16))
+            build(
+                "demo",
+                out,
+                BuildSettings(backend="onnxruntime", precision=precision, shapes=shapes, vae_scale=2),
+            )
+        pipes[precision] = Pipeline.from_dir(out, backend="onnxruntime", provider="cpu", threads=args.threads)
+    prompts = ["a red circle on a blue background", "a white square on a black background, left"] * 2
+
+    def run(p):
+        return lambda: p(prompts, steps=30, guidance=4.0, seed=0, output="float")
+
+    med = interleaved({k: run(p) for k, p in pipes.items()}, args.repeats)
+    print(
+        f"demo  generate, 4 prompts, 30 steps: fp32 {med['fp32']:.2f} s, int8 {med['int8']:.2f} s -> "
+        f"int8 {med['fp32'] / med['int8']:.2f}x faster"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="small")
+    ap.add_argument("--resolution", type=int, default=512)
+    ap.add_argument("--text-len", type=int, default=120)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--calib-prompts", type=int, default=2)
+    ap.add_argument("--calib-steps", type=int, default=4)
+    ap.add_argument("--skip-demo", action="store_true")
+    ap.add_argument(
+        "--engines", nargs=2, metavar=("FP32_DIR", "INT8_DIR"), help="built demo folders to reuse"
+    )
+    ap.add_argument("--skip-step", action="store_true")
+    args = ap.parse_args()
+    import onnxruntime as ort
+
+    print(
+        f"{platform.processor() or platform.machine()}, onnxruntime {ort.__version__}, load {os.getloadavg()}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.skip_step:
+            step_benchmark(args, Path(tmp) / "step")
+        if not args.skip_demo:
+            demo_benchmark(args, Path(tmp))
+    print(f"load after {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
