@@ -32,23 +32,12 @@ class SlabEngine(Engine):
     def __init__(self, sharded: ShardedPTDiT, height: int = 0):
         import torch
 
-        from ptdit_runtime.engines.base import TensorSpec
+        from ptdit_runtime.engines.torch_ref import transformer_specs
 
         self.torch, self.sharded, self.height = torch, sharded, height
         self.device = sharded.comm.device
         cfg = sharded.config
-        text = cfg.caption_channels or cfg.hidden_size
-        self.inputs = {
-            "hidden_states": TensorSpec(
-                "hidden_states", "float32", (None, cfg.in_channels, None, None, None)
-            ),
-            "timestep": TensorSpec("timestep", "float32", (None,)),
-            "encoder_hidden_states": TensorSpec("encoder_hidden_states", "float32", (None, None, text)),
-            "encoder_attention_mask": TensorSpec("encoder_attention_mask", "int64", (None, None)),
-        }
-        self.outputs = {
-            "model_output": TensorSpec("model_output", "float32", (None, cfg.out_channels, None, None, None))
-        }
+        self.inputs, self.outputs = transformer_specs(cfg)
 
     def run(self, feeds: Mapping[str, np.ndarray], constant: Iterable[str] = ()) -> dict[str, np.ndarray]:
         torch = self.torch

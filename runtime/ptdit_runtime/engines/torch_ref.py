@@ -116,18 +116,7 @@ class TorchEngine(Engine):
             isinstance(step, StepGraphs), self.settings.compile,
         )  # fmt: skip
 
-        text = cfg.caption_channels or cfg.hidden_size
-        self.inputs = {
-            "hidden_states": TensorSpec(
-                "hidden_states", "float32", (None, cfg.in_channels, None, None, None)
-            ),
-            "timestep": TensorSpec("timestep", "float32", (None,)),
-            "encoder_hidden_states": TensorSpec("encoder_hidden_states", "float32", (None, None, text)),
-            "encoder_attention_mask": TensorSpec("encoder_attention_mask", "int64", (None, None)),
-        }
-        self.outputs = {
-            "model_output": TensorSpec("model_output", "float32", (None, cfg.out_channels, None, None, None))
-        }
+        self.inputs, self.outputs = transformer_specs(cfg)
 
     def upload(self, feeds: Mapping[str, np.ndarray], constant: Iterable[str] = ()) -> list:
         """The inputs as device tensors, in INPUTS order; constant ones are reused when unchanged."""
@@ -198,3 +187,18 @@ def _model_from_folder(path: Path):
     from ptdit_export.export.source import model_from_source
 
     return model_from_source(source)
+
+
+def transformer_specs(cfg) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
+    """The denoiser's inputs and output as the ONNX export names them, for a PTDiT config."""
+    text = cfg.caption_channels or cfg.hidden_size
+    inputs = {
+        "hidden_states": TensorSpec("hidden_states", "float32", (None, cfg.in_channels, None, None, None)),
+        "timestep": TensorSpec("timestep", "float32", (None,)),
+        "encoder_hidden_states": TensorSpec("encoder_hidden_states", "float32", (None, None, text)),
+        "encoder_attention_mask": TensorSpec("encoder_attention_mask", "int64", (None, None)),
+    }
+    outputs = {
+        "model_output": TensorSpec("model_output", "float32", (None, cfg.out_channels, None, None, None))
+    }
+    return inputs, outputs
