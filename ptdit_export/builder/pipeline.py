@@ -46,6 +46,11 @@ class BuildSettings:
             raise ValueError(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
         if not isinstance(self.vae_scale, int) or not 1 <= self.vae_scale <= 64:
             raise ValueError(f"--vae-scale {self.vae_scale}: give pixels per latent, from 1 to 64")
+        if self.backend == "torch" and self.precision not in ("fp32", "fp16", "bf16"):
+            raise ValueError(
+                f"--precision {self.precision} with --backend torch: choose fp32, fp16 or bf16 "
+                "(int8/fp8 are ONNX Runtime and TensorRT graphs)"
+            )
 
 
 class BuildInterrupted(RuntimeError):

@@ -33,10 +33,16 @@ def export_options(fn):
             help="plugin: ptdit custom nodes (with standard-op bodies); portable: standard ops only.",
         ),
         click.option(
-            "--height", type=int, default=None, help="Traced image height in pixels (default: the model's)."
+            "--height",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Traced image height in pixels (default: the model's).",
         ),
         click.option(
-            "--width", type=int, default=None, help="Traced image width in pixels (default: the model's)."
+            "--width",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Traced image width in pixels (default: the model's).",
         ),
         click.option("--frames", type=int, default=1, show_default=True, help="Latent frames (video)."),
         click.option(
