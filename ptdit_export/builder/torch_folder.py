@@ -24,14 +24,10 @@ PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 WEIGHTS = "model.safetensors"
 
 
-def _kernels_library(given: str | None) -> Path | None:
+def _kernels_library() -> Path | None:
+    """libptdit_kernels.so where `ptdit_export.kernels` looks for it, if it was built."""
     from ptdit_export import kernels
 
-    if given:
-        path = Path(given)
-        if not path.is_file():
-            raise FileNotFoundError(f"kernels library {path} does not exist; build it (docs/gpu.md)")
-        return path
     path = kernels.library_path()
     return path if path.is_file() else None
 
@@ -40,7 +36,7 @@ def torch_facts() -> dict[str, Any]:
     """What decides a torch folder's bytes (part of the build's cache key)."""
     import torch
 
-    return {"backend": "torch", "torch": torch.__version__, "kernels": _file_facts(_kernels_library(None))}
+    return {"backend": "torch", "torch": torch.__version__, "kernels": _file_facts(_kernels_library())}
 
 
 def torch_transformer_into(
@@ -59,7 +55,7 @@ def torch_transformer_into(
             f"--precision {precision!r} with --backend torch: choose one of {', '.join(PRECISIONS)}"
         )
     engine = TorchSettings(dtype=PRECISIONS[precision], attention="auto", cuda_graph=True)  # CUDA only
-    library = _kernels_library(None)
+    library = _kernels_library()
     model = model_in_precision(model, engine.dtype)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
