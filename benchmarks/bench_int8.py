@@ -16,7 +16,6 @@ Prints the load average before and after: figures from a loaded machine are indi
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import tempfile
@@ -122,15 +121,16 @@ def main() -> None:
     args = ap.parse_args()
     import onnxruntime as ort
 
-    print(
-        f"{platform.processor() or platform.machine()}, onnxruntime {ort.__version__}, load {os.getloadavg()}"
-    )
+    from ptdit_export.bench.load import load_report
+
+    print(load_report("before", args.threads))
+    print(f"{platform.processor() or platform.machine()}, onnxruntime {ort.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_step:
             step_benchmark(args, Path(tmp) / "step")
         if not args.skip_demo:
             demo_benchmark(args, Path(tmp))
-    print(f"load after {os.getloadavg()}")
+    print(load_report("after", args.threads))
 
 
 if __name__ == "__main__":

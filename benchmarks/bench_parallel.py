@@ -111,6 +111,9 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
     ap.add_argument("--out", type=Path, default=Path("out/bench_parallel.json"))
     opts = ap.parse_args()
+    from ptdit_export.bench.load import load_report
+
+    print(load_report("before", max(opts.threads * max(opts.parts), 1)), flush=True)
 
     cfg = load_config(opts.preset)
     parts = sorted(set([1, *opts.parts]))
@@ -153,6 +156,7 @@ def main() -> None:
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     opts.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {opts.out}")
+    print(load_report("after", max(opts.threads * max(opts.parts), 1)))
 
 
 if __name__ == "__main__":

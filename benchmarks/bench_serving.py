@@ -224,6 +224,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from ptdit_export.bench.load import load_report
+
+    print(load_report("before", args.threads), flush=True)
     deadline = time.perf_counter() + args.max_seconds
 
     baseline = in_process(args.engine_dir, args.steps, args.threads, args.requests, deadline)
@@ -268,6 +271,7 @@ def main() -> None:
         print("faults:", json.dumps(faults, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(load_report("after", args.threads))
 
 
 if __name__ == "__main__":

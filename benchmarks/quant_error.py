@@ -49,6 +49,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from ptdit_export.bench.load import load_report
+
+    print(load_report("before", args.threads), flush=True)
     from ptdit_export.model import PTDiT
     from ptdit_export.model.presets import PRESETS
 
@@ -68,6 +71,7 @@ def main() -> None:
         for precision, (err, mean, n) in measure(m, cal, ev).items():
             print(f"{label}: {precision} fake quantization ({n} linears) vs fp32: relative max error {err:.2e}, "
                   f"relative mean error {mean:.2e}")  # fmt: skip
+    print(load_report("after", args.threads))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _trace_cache(tmp_path_factory):
+    """One-block traces shared by the session's exports (and the CLIs they start), never the
+    user's own cache."""
+    os.environ["PTDIT_EXPORT_CACHE_DIR"] = str(tmp_path_factory.mktemp("trace-cache"))
 
 
 def has_cuda() -> bool:

@@ -22,8 +22,10 @@ from typing import Any
 from ptdit_export.builder import manifest as mf
 from ptdit_export.builder import staging
 from ptdit_export.builder.profiles import ShapeRange, input_shapes
+from ptdit_export.progress import Stages
 
 log = logging.getLogger(__name__)
+STAGES = Stages(log)  # timed build stages (benchmarks/bench_export.py reads the lines)
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 
@@ -176,6 +178,7 @@ def run(plan: BuildPlan, force: bool = False, lock_timeout: float | None = 600.0
 
     out, settings = plan.out, plan.settings
     backend = resolve_backend(settings.backend)
+    STAGES.times.clear()
     # 2. one build at a time; a folder half-swapped by a crash is put back, stale staging removed
     with build_lock(out, lock_timeout), _interruptible() as guard:
         staging.fail_point("locked")
@@ -200,8 +203,9 @@ def run(plan: BuildPlan, force: bool = False, lock_timeout: float | None = 600.0
             info = _build_into(stage, plan, backend)
             # 7. the manifest, last, over every file of the staging folder
             staging.fail_point("manifest")
-            manifest = mf.write_folder_manifest(stage, key, parts, **info)
-            staging.seal(stage)
+            with STAGES("manifest (size and sha256 of every file), fsync"):
+                manifest = mf.write_folder_manifest(stage, key, parts, **info)
+                staging.seal(stage)
             # 8. one step: the new folder, or (on any failure above) the old one untouched
             staging.swap_in(stage, out, on_commit=guard.commit)
         except Exception as err:
@@ -287,7 +291,8 @@ def _build_into(stage: Path, plan: BuildPlan, backend: str) -> dict[str, Any]:
     else:
         from ptdit_export.builder.onnxruntime import ort_model_from_onnx
 
-        _, facts = ort_model_from_onnx(onnx_path, settings.provider)
+        with STAGES("ONNX Runtime optimised model"):
+            _, facts = ort_model_from_onnx(onnx_path, settings.provider)
 
     return _components_and_info(stage, plan, backend, facts)
 
@@ -299,7 +304,8 @@ def _components_and_info(stage: Path, plan: BuildPlan, backend: str, facts: dict
     settings, profiles = plan.settings, plan.profiles
     # 6. components
     staging.fail_point("components")
-    write_components(stage, plan.model_arg, plan.components)
+    with STAGES("components (text encoder, tokenizer, VAE decoder, scheduler)"):
+        write_components(stage, plan.model_arg, plan.components)
     return {
         "backend": backend,
         "precision": settings.precision,

@@ -22,11 +22,47 @@ from ptdit_export.cli.options import export_options, settings_from_options
 @click.option(
     "--verify/--no-verify", default=True, show_default=True, help="Run the parity check after export."
 )
-def export(out_dir: Path, verify: bool, **opts) -> None:
+@click.option(
+    "--calibration-prompts",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="int8/fp8: captions, one a line, for the calibration runs (non-demo models need "
+    "--text-encoder) [default: the demo's training captions, or random embeddings with a warning].",
+)
+@click.option(
+    "--calibration-count",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="int8/fp8: captions sampled.",
+)
+@click.option(
+    "--calibration-steps",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="int8/fp8: sampler steps per caption (activations are recorded at every step).",
+)
+@click.option(
+    "--text-encoder",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="int8/fp8: Hugging Face T5 encoder folder that turns --calibration-prompts into embeddings.",
+)
+def export(
+    out_dir: Path,
+    verify: bool,
+    calibration_prompts: Path | None,
+    calibration_count: int,
+    calibration_steps: int,
+    text_encoder: Path | None,
+    **opts,
+) -> None:
     """Export the PT-DiT transformer to ONNX (plugin or portable graph)."""
     from ptdit_export.export.source import model_from_source, source_of
     from ptdit_export.export.transformer import onnx_from_model
     from ptdit_export.quant import float_precision, quantize_exported
+    from ptdit_export.quant.calibrate import CalibrationSettings
 
     source = source_of(opts["model"], opts["seed"])
     model = model_from_source(source)
@@ -37,8 +73,18 @@ def export(out_dir: Path, verify: bool, **opts) -> None:
     )
     path = onnx_from_model(model, out_dir, settings, source)
     if quant:  # calibrate with the sampler, write the Q/DQ graph (docs/quantization.md)
-        path = quantize_exported(out_dir, model, opts["model"], quant, target, vae_scale=opts["vae_scale"])
+        calibration = CalibrationSettings(
+            prompts=calibration_count,
+            steps=calibration_steps,
+            seed=opts["seed"],
+            prompts_file=str(calibration_prompts) if calibration_prompts else None,
+            text_encoder=str(text_encoder) if text_encoder else None,
+        )
+        path = quantize_exported(
+            out_dir, model, opts["model"], quant, target, calibration, vae_scale=opts["vae_scale"]
+        )
     click.echo(f"wrote {path}")
+    del model  # the parity run loads its own reference; never two copies of a large model
     if verify:
         _report(out_dir)
 

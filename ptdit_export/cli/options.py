@@ -62,6 +62,13 @@ def export_options(fn):
         click.option(
             "--seed", type=int, default=0, show_default=True, help="Seed of random weights for presets."
         ),
+        click.option(
+            "--trace",
+            type=click.Choice(["one-block", "full"]),
+            default=None,
+            help="one-block: trace block 0 and stamp out the others (fast) [default, or "
+            "$PTDIT_EXPORT_TRACE]; full: trace every block.",
+        ),
     ]
     return functools.reduce(lambda f, opt: opt(f), reversed(options), fn)
 
@@ -83,7 +90,9 @@ def settings_from_options(config, opts: dict):
             )
         return pixels // scale
 
+    trace = {"trace": opts["trace"]} if opts.get("trace") else {}  # else $PTDIT_EXPORT_TRACE or one-block
     return ExportSettings(
+        **trace,
         precision=opts["precision"],
         graph=opts["graph"],
         opset=opts["opset"],

@@ -63,6 +63,8 @@ def onnx_from_t5(model_dir: str | Path, out_dir: str | Path, max_length: int = 2
     import torch
     from transformers import T5EncoderModel
 
+    from ptdit_export.export import stitch, trace_cache
+
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(
@@ -90,17 +92,27 @@ def onnx_from_t5(model_dir: str | Path, out_dir: str | Path, max_length: int = 2
     batch, length = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("length", min=2, max=4096)
     dims = {0: batch, 1: length}
     log.info("exporting the T5 encoder of %s (%d parameters)", model_dir, model.num_parameters())
-    with torch.no_grad():
-        program = torch.onnx.export(
-            Encoder(model).eval(),
-            (ids, mask),
-            dynamo=True,
-            input_names=["input_ids", "attention_mask"],
-            output_names=["last_hidden_state"],
-            dynamic_shapes={"input_ids": dims, "attention_mask": dims},
-            opset_version=opset,
-            verbose=False,
-        )
+    encoder = Encoder(model).eval()
+    state = encoder.state_dict()
+    key = trace_cache.structure_key("t5-encoder", {"config": model.config.to_dict(), "opset": opset})
+    proto = trace_cache.load(key, {k: tuple(v.shape) for k, v in state.items()})
+    if proto is None:  # traced without weights (they are bound below), kept for the next build
+        with torch.no_grad():
+            program = torch.onnx.export(
+                encoder,
+                (ids, mask),
+                dynamo=True,
+                input_names=["input_ids", "attention_mask"],
+                output_names=["last_hidden_state"],
+                dynamic_shapes={"input_ids": dims, "attention_mask": dims},
+                opset_version=opset,
+                optimize=False,
+                verbose=False,
+            )
+        proto = stitch.weightless(program, set(state))
+        trace_cache.store(key, proto)
+    weights = stitch.bind_weights(proto, state)
+    stitch.fold_weights(proto, weights)
     config = TextEncoderConfig(
         max_length=max_length,
         hidden_size=int(model.config.d_model),
@@ -109,7 +121,10 @@ def onnx_from_t5(model_dir: str | Path, out_dir: str | Path, max_length: int = 2
         opset=opset,
     )
     with atomic_dir(out_dir / "text_encoder") as tmp:
-        save_onnx_program(program, tmp / "model.onnx", model.num_parameters())
+        proto.ir_version = IR_VERSION
+        big = stitch.weight_bytes(weights, proto) > EXTERNAL_DATA_BYTES
+        stitch.write_model(proto, tmp / "model.onnx", weights, external=big, progress=big)
+        validate_onnx(tmp / "model.onnx")
         write_json(tmp / "config.json", dataclasses.asdict(config))
     with atomic_dir(out_dir / "tokenizer") as tmp:
         tokenizer.save_pretrained(tmp)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from ptdit_export.export.artifacts import atomic_dir, update_model_index, write_json
+from ptdit_export.progress import Stages
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ class ExportSettings:
     width_profile: Profile | None = None
     frames_profile: Profile | None = None
     text_profile: Profile = field(default_factory=lambda: Profile(1, 200, 512))
+    # one-block: trace block 0, stamp out the rest (stitch.py) | full (also PTDIT_EXPORT_TRACE)
+    trace: str = field(default_factory=lambda: os.environ.get("PTDIT_EXPORT_TRACE", "one-block"))
 
     def __post_init__(self) -> None:
         if self.precision not in DTYPES:
@@ -67,6 +71,8 @@ class ExportSettings:
             raise ValueError(f"--graph {self.graph!r}: choose 'plugin' or 'portable'")
         if not 14 <= self.opset <= 23:
             raise ValueError(f"--opset {self.opset}: use 14..23 (18 if the graph also goes to Ascend ATC)")
+        if self.trace not in ("one-block", "full"):
+            raise ValueError(f"--trace {self.trace!r}: choose 'one-block' or 'full'")
 
     def profiles(self) -> dict[str, Profile]:
         """The shape ranges the engine promises, recorded beside the graph."""
@@ -191,9 +197,10 @@ def _dynamic_shapes(config, settings: ExportSettings) -> dict | None:
     }
 
 
-def export_program(model, settings: ExportSettings):
-    """torch.onnx's program for `model` (a PT-DiT or a dense baseline) under `settings`; the
-    tracing step of `onnx_from_model`, without its checks, files and function bodies."""
+def export_program(model, settings: ExportSettings, optimize: bool = True):
+    """torch.onnx's program for `model` (a PT-DiT or a dense baseline) under `settings`, every
+    block traced; the tracing step of `onnx_from_model`, without its checks, files and function
+    bodies."""
     from ptdit_export.export import plugin_ops  # noqa: F401  (registers the onnx-plugin backend)
     from ptdit_export.model.attention import use_backend
 
@@ -208,7 +215,7 @@ def export_program(model, settings: ExportSettings):
             dynamic_shapes=_dynamic_shapes(model.config, settings),
             opset_version=settings.opset,
             dynamo=True,
-            optimize=True,
+            optimize=optimize,
             verbose=False,
         )
 
@@ -219,37 +226,36 @@ def onnx_from_model(
     """Export `model` into out_dir/transformer/model.onnx; returns that path."""
     import onnx
 
-    from ptdit_export.export import plugin_ops
+    from ptdit_export.export import plugin_ops, stitch
 
     out_dir = Path(out_dir)
     model.config.check_latent(
         model.config.in_channels, settings.frames, settings.latent_height, settings.latent_width
     )
     t0 = time.perf_counter()
-    log.info("[1/4] tracing %s graph (%s, opset %d)", settings.graph, settings.precision, settings.opset)
-    program = export_program(graph_model(model, settings.precision), settings)
-    proto = program.model_proto
-    log.info("[2/4] finishing the graph (%.1f s)", time.perf_counter() - t0)
+    stages = Stages(log)
+    proto, weights = graph_proto(model, settings, stages)
     if settings.graph == "plugin":
         plugin_ops.add_functions(proto)
     proto.ir_version = IR_VERSION
     proto.producer_name = "ptdit-export"
     with atomic_dir(out_dir / "transformer") as tmp:
         path = tmp / "model.onnx"
-        big = (
-            sum(len(t.raw_data) for t in proto.graph.initializer) > EXTERNAL_DATA_BYTES
-        )  # ByteSize() fails > 2 GB
-        log.info("[3/4] writing %s%s", path.name, " with external data" if big else "")
-        onnx.save_model(
-            proto,
-            str(path),
-            save_as_external_data=big,
-            all_tensors_to_one_file=True,
-            location="model.onnx.data",
-        )
-        del proto, program
-        log.info("[4/4] validating (full checker, shape inference)")
-        validate_onnx(path)
+        big = stitch.weight_bytes(weights, proto) > EXTERNAL_DATA_BYTES  # ByteSize() fails > 2 GB
+        with stages(f"writing {path.name}{' with external data' if big else ''} ({len(weights)} weights)"):
+            if weights:  # streamed, converted one tensor at a time
+                stitch.write_model(proto, path, weights, external=big, progress=big)
+            else:
+                onnx.save_model(
+                    proto,
+                    str(path),
+                    save_as_external_data=big,
+                    all_tensors_to_one_file=True,
+                    location="model.onnx.data",
+                )
+            del proto, weights
+        with stages("validating (full checker, shape inference)"):
+            validate_onnx(path)
         write_json(tmp / "config.json", model.config.to_dict())
         write_json(
             tmp / "export.json",
@@ -258,6 +264,55 @@ def onnx_from_model(
     update_model_index(out_dir, transformer="transformer")
     log.info("exported %s in %.1f s", out_dir / "transformer" / "model.onnx", time.perf_counter() - t0)
     return out_dir / "transformer" / "model.onnx"
+
+
+def graph_proto(model: torch.nn.Module, settings: ExportSettings, stages: Stages | None = None):
+    """The finished graph of MODEL under SETTINGS: (ModelProto, weights to bind when writing).
+
+    one-block: block 0 traced, the others stamped out (stitch.py) and their weights converted
+    when written; full: every block traced, all weights already inside the proto."""
+    from ptdit_export.export import stitch
+
+    stages = stages or Stages(log)
+    layers, what = (
+        model.config.num_layers,
+        f"{settings.graph} graph ({settings.precision}, opset {settings.opset})",
+    )
+
+    def full():
+        with stages(f"tracing all {layers} blocks, {what}"):
+            return export_program(graph_model(model, settings.precision), settings).model_proto, {}
+
+    if settings.trace == "full":
+        return full()
+    try:
+        return _stamped_proto(model, settings, stages, what)
+    except stitch.StitchError as err:
+        log.warning("one-block tracing failed (%s): tracing all %d blocks instead", err, layers)
+        return full()
+
+
+def _stamped_proto(model: torch.nn.Module, settings: ExportSettings, stages: Stages, what: str):
+    from ptdit_export.export import stitch, trace_cache
+
+    layers = model.config.num_layers
+    key = trace_cache.trace_key(model.config.to_dict(), settings.to_dict())
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    proto = trace_cache.load(key, shapes)
+    if proto is None:
+        with stages(f"tracing block 0 of {layers}, {what}"):
+            one = graph_model(stitch.one_block_model(model), settings.precision)
+            proto = stitch.trace_one_block(one, lambda m, optimize: export_program(m, settings, optimize))
+            del one
+        trace_cache.store(key, proto)
+    with stages(f"stamping out {layers} blocks"):
+        proto = stitch.stamp_blocks(proto, layers)
+        weights = stitch.bind_weights(proto, model.state_dict())
+        stitch.fold_weights(proto, weights)
+    unbound = {i.name for i in proto.graph.input} - set(INPUT_NAMES)
+    if unbound:
+        raise stitch.StitchError(f"graph inputs without weights: {sorted(unbound)[:3]}")
+    return proto, weights
 
 
 def validate_onnx(path: Path) -> None:

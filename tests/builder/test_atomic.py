@@ -123,7 +123,9 @@ def test_the_two_rename_fallback_swaps_too(folder, reference, monkeypatch):
 def _cli_build(folder: Path, *extra: str) -> subprocess.Popen:
     cli = [sys.executable, "-c", "from ptdit_export.cli import main; main()"]
     args = [*cli, "build", *CLI_ARGS, "--out", str(folder), *extra]
-    return subprocess.Popen(args, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # the trace cache off: the export must still be running when the signal comes
+    slow = env() | {"PTDIT_EXPORT_TRACE_CACHE": "0"}
+    return subprocess.Popen(args, env=slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _wait_for_staging(proc: subprocess.Popen, folder: Path, timeout: float = 240) -> Path:

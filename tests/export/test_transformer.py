@@ -3,6 +3,7 @@ nodes, validation and atomic writes. Exports are shared per module (each takes ~
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 
@@ -228,3 +229,98 @@ def test_verify_command_rejects_shapes_outside_the_profiles_in_one_line(portable
     assert problem in lines[0]
     assert "batch 1..8, frames 1, latent height 8..64 (multiples of 8)" in lines[0]
     assert "text length 1..512" in lines[0] and str(portable / "transformer" / "model.onnx") in lines[0]
+
+
+def _ops(path):
+    graph = onnx.load(path, load_external_data=False).graph
+    return collections.Counter(n.op_type for n in graph.node), graph
+
+
+@pytest.mark.parametrize("graph", ["portable", "plugin"])
+def test_one_block_trace_is_the_full_trace_stamped_out(graph, request, tmp_path_factory):
+    """The default export traces block 0 and copies it (stitch.py); against tracing every block
+    (`--trace full`) it has the same compute nodes, no markers, every block's own weights, and
+    the same outputs."""
+    import numpy as np
+    import onnxruntime as ort
+
+    stitched = request.getfixturevalue(graph)
+    full = export(tmp_path_factory, f"full-{graph}", graph=graph, trace="full", **SIZES)
+    (a, ga), (b, _) = _ops(stitched / "transformer" / "model.onnx"), _ops(full / "transformer" / "model.onnx")
+    compute = ("MatMul", "Gemm", "LayerNormalization", "Softmax", "Conv", *ops.REFERENCES)
+    assert {k: a[k] for k in compute} == {k: b[k] for k in compute}
+    assert not [n for n in ga.node if n.domain == "ptdit.stitch"]
+    names = {t.name for t in ga.initializer}
+    for layer in range(model_from_source(TINY).config.num_layers):
+        assert any(n.startswith(f"transformer_blocks.{layer}.") for n in names), layer
+    assert not [n for n in ga.node if n.op_type == "Transpose" and set(n.input) <= names]
+
+    model = model_from_source(TINY)
+    s = T.ExportSettings(latent_height=16, latent_width=16)
+    for shape in [(2, 1, 16, 16, 16), (3, 1, 24, 8, 5)]:
+        b_, f, h, w, n = shape
+        x, t, text, mask = T.example_inputs(model.config, s, b_, h, w, f, n)
+        feeds = {
+            "hidden_states": x.numpy(),
+            "timestep": t.numpy(),
+            "encoder_hidden_states": text.numpy(),
+            "encoder_attention_mask": mask.numpy(),
+        }
+        outs = [
+            ort.InferenceSession(
+                str(d / "transformer" / "model.onnx"), providers=["CPUExecutionProvider"]
+            ).run(None, feeds)[0]
+            for d in (stitched, full)
+        ]
+        np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+
+
+def test_stamping_reports_a_trace_without_markers():
+    from ptdit_export.export import stitch
+
+    proto = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            [onnx.helper.make_node("Relu", ["x"], ["y"])],
+            "g",
+            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+        )
+    )
+    with pytest.raises(stitch.StitchError, match="BlockEdge"):
+        stitch.stamp_blocks(proto, 3)
+
+
+def test_trace_cache_reuses_the_structure_with_other_weights(tmp_path, monkeypatch, caplog):
+    """A second export of the same architecture binds its own weights into the cached one-block
+    trace (parity against its own PyTorch model); a damaged cache entry is traced again."""
+    import logging
+
+    monkeypatch.setenv("PTDIT_EXPORT_CACHE_DIR", str(tmp_path / "cache"))
+    s = T.ExportSettings(latent_height=16, latent_width=16, dynamic=False)
+    T.onnx_from_model(model_from_source(TINY), tmp_path / "a", s, TINY)
+    (entry,) = (tmp_path / "cache").glob("*.onnx")
+    assert not [t for t in onnx.load(entry).graph.initializer if t.name.startswith("transformer_blocks")]
+
+    other = {"preset": "tiny", "seed": 9}
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        T.onnx_from_model(model_from_source(other), tmp_path / "b", s, other)
+    assert "from the trace cache" in caplog.text and "tracing block 0" not in caplog.text
+    assert all(c.passed for c in verify_dir(tmp_path / "b"))
+
+    entry.write_bytes(b"not a model")
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        T.onnx_from_model(model_from_source(other), tmp_path / "c", s, other)
+    assert "ignoring the cached trace" in caplog.text and "tracing block 0" in caplog.text
+    assert all(c.passed for c in verify_dir(tmp_path / "c"))
+
+
+def test_trace_cache_key_changes_with_structure_not_weights():
+    from ptdit_export.export.trace_cache import trace_key
+
+    cfg = model_from_source(TINY).config.to_dict()
+    s = T.ExportSettings().to_dict()
+    assert trace_key(cfg, s) == trace_key(cfg | {"num_layers": 7}, s | {"trace": "full"})
+    assert trace_key(cfg, s) != trace_key(cfg | {"num_heads": 1}, s)
+    assert trace_key(cfg, s) != trace_key(cfg, s | {"precision": "fp16"})

@@ -110,3 +110,24 @@ def test_onnxruntime_fuses_every_quantized_linear_of_the_cpu_graph(exported, tmp
     ort.InferenceSession(str(exported["int8"] / "model.onnx"), options, providers=["CPUExecutionProvider"])
     ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
     assert ops.count("MatMulIntegerToFloat") == 48 and "DequantizeLinear" not in ops
+
+
+def test_calibration_options_of_the_export_command(tmp_path):
+    """--calibration-prompts/-count/-steps reach the calibration (recorded in quant.json); a prompts
+    file for a model without a text encoder is one `Error:` line naming --text-encoder."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle on a blue background\na green square on a white background, left\n")
+    folder = tmp_path / "demo-int8"
+    args = ["export", "--model", "demo", "--precision", "int8", "--out", str(folder), "--no-verify"]
+    calib = ["--calibration-prompts", str(prompts), "--calibration-count", "2", "--calibration-steps", "3"]
+    result = CliRunner().invoke(main, args + calib)
+    assert result.exit_code == 0, result.output
+    facts = json.loads((folder / "transformer" / "quant.json").read_text())
+    assert {"prompts": 2, "steps": 3, "prompts_file": str(prompts)}.items() <= facts["calibration"].items()
+    assert facts["feeds"] == 3  # one guided call (both captions) per step
+
+    bad = ["export", "--model", "tiny", "--precision", "int8", "--out", str(tmp_path / "t"), "--no-verify"]
+    result = CliRunner().invoke(main, bad + ["--calibration-prompts", str(prompts)])
+    assert result.exit_code != 0
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "--text-encoder" in errors[0], result.output
