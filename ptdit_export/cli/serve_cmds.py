@@ -136,6 +136,9 @@ def serve(repo: Path | None, binary: Path | None, timeout: float, install_server
     click.echo(f"tritonserver pid {server.process.pid}")
     click.echo(f"ready: HTTP {server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}")
     click.echo("Ctrl-C stops it")
+    # Ctrl-C / SIGINT and SIGTERM stop it, also when started in the background of a script:
+    # shells start such jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
         while server.process.poll() is None:

@@ -58,7 +58,15 @@ class ServeProcess:
         self.out = open(log.with_suffix(".out"), "w+")  # noqa: SIM115 - closed in stop()
         cmd = [*CLI, "serve", str(repo), "--log", str(log)]
         cmd += ["--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])]
-        self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT, text=True)
+        # started with SIGINT ignored, as a shell starts a script's background job: `serve` must
+        # still stop on Ctrl-C (the teardown's SIGINT), not only when run from a terminal
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
         self.server_pid = None
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and self.proc.poll() is None:
