@@ -59,10 +59,31 @@ def export(
     **opts,
 ) -> None:
     """Export the PT-DiT transformer to ONNX (plugin or portable graph)."""
+    from ptdit_export.quant.calibrate import CalibrationSettings
+
+    calibration = CalibrationSettings(  # used by --precision int8|fp8 only
+        prompts=calibration_count,
+        steps=calibration_steps,
+        seed=opts["seed"],
+        prompts_file=str(calibration_prompts) if calibration_prompts else None,
+        text_encoder=str(text_encoder) if text_encoder else None,
+    )
+    try:
+        path = _export_into(out_dir, opts, calibration)
+        click.echo(f"wrote {path}")
+        if verify:  # the export's model is freed by now: never two copies of a large model
+            _report(out_dir)
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            f"interrupted; nothing half-written was kept in {out_dir}: run the command again"
+        ) from None
+
+
+def _export_into(out_dir: Path, opts: dict, calibration) -> Path:
+    """The export (and, for int8/fp8, calibration and the Q/DQ graph); returns the graph's path."""
     from ptdit_export.export.source import model_from_source, source_of
     from ptdit_export.export.transformer import onnx_from_model
     from ptdit_export.quant import float_precision, quantize_exported
-    from ptdit_export.quant.calibrate import CalibrationSettings
 
     source = source_of(opts["model"], opts["seed"])
     model = model_from_source(source)
@@ -73,20 +94,10 @@ def export(
     )
     path = onnx_from_model(model, out_dir, settings, source)
     if quant:  # calibrate with the sampler, write the Q/DQ graph (docs/quantization.md)
-        calibration = CalibrationSettings(
-            prompts=calibration_count,
-            steps=calibration_steps,
-            seed=opts["seed"],
-            prompts_file=str(calibration_prompts) if calibration_prompts else None,
-            text_encoder=str(text_encoder) if text_encoder else None,
-        )
         path = quantize_exported(
             out_dir, model, opts["model"], quant, target, calibration, vae_scale=opts["vae_scale"]
         )
-    click.echo(f"wrote {path}")
-    del model  # the parity run loads its own reference; never two copies of a large model
-    if verify:
-        _report(out_dir)
+    return path
 
 
 class InputError(click.ClickException):

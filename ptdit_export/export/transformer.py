@@ -72,7 +72,7 @@ class ExportSettings:
         if not 14 <= self.opset <= 23:
             raise ValueError(f"--opset {self.opset}: use 14..23 (18 if the graph also goes to Ascend ATC)")
         if self.trace not in ("one-block", "full"):
-            raise ValueError(f"--trace {self.trace!r}: choose 'one-block' or 'full'")
+            raise ValueError(f"--trace (or PTDIT_EXPORT_TRACE) {self.trace!r}: choose 'one-block' or 'full'")
 
     def profiles(self) -> dict[str, Profile]:
         """The shape ranges the engine promises, recorded beside the graph."""

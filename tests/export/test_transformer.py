@@ -324,3 +324,25 @@ def test_trace_cache_key_changes_with_structure_not_weights():
     assert trace_key(cfg, s) == trace_key(cfg | {"num_layers": 7}, s | {"trace": "full"})
     assert trace_key(cfg, s) != trace_key(cfg | {"num_heads": 1}, s)
     assert trace_key(cfg, s) != trace_key(cfg, s | {"precision": "fp16"})
+
+
+def test_export_interrupted_is_one_error_line_and_keeps_the_previous_folder(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from ptdit_export.cli import main
+
+    args = ["export", "--model", "tiny", "--seed", "3", "--static", "--out", str(tmp_path), "--no-verify"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    before = (tmp_path / "transformer" / "model.onnx").read_bytes()
+
+    def ctrl_c(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(T, "validate_onnx", ctrl_c)  # Ctrl-C half-way through writing the folder
+    result = CliRunner().invoke(main, [*args[:4], "4", *args[5:]])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: interrupted; nothing half-written was kept in {tmp_path}: run the command again"
+    ]
+    assert (tmp_path / "transformer" / "model.onnx").read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
