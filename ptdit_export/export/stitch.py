@@ -207,7 +207,7 @@ def stamp_blocks(proto: onnx.ModelProto, num_layers: int) -> onnx.ModelProto:
                         new_infos.append(info)
             # chain: block 0 reads the stream before the marker, block i the output of block i-1
             prev = x_pre if layer == 0 else rename(x_out, layer - 1)
-            node.input[:] = [prev if x in (x_in, rename(x_in, layer)) else x for x in node.input]
+            node.input[:] = [prev if x == x_in else x for x in node.input]
             stamped.append(node)
     final = rename(x_out, num_layers - 1)
     for node in stamped:

@@ -297,8 +297,8 @@ def _stamped_proto(model: torch.nn.Module, settings: ExportSettings, stages: Sta
 
     layers = model.config.num_layers
     key = trace_cache.trace_key(model.config.to_dict(), settings.to_dict())
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    proto = trace_cache.load(key, shapes)
+    state = model.state_dict()
+    proto = trace_cache.load(key, {k: tuple(v.shape) for k, v in state.items()})
     if proto is None:
         with stages(f"tracing block 0 of {layers}, {what}"):
             one = graph_model(stitch.one_block_model(model), settings.precision)
@@ -307,7 +307,7 @@ def _stamped_proto(model: torch.nn.Module, settings: ExportSettings, stages: Sta
         trace_cache.store(key, proto)
     with stages(f"stamping out {layers} blocks"):
         proto = stitch.stamp_blocks(proto, layers)
-        weights = stitch.bind_weights(proto, model.state_dict())
+        weights = stitch.bind_weights(proto, state)
         stitch.fold_weights(proto, weights)
     unbound = {i.name for i in proto.graph.input} - set(INPUT_NAMES)
     if unbound:
