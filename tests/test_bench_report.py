@@ -149,3 +149,23 @@ def test_cli_renders_saved_results(tmp_path):
     assert "![efficiency_latency](efficiency_latency.png)" in text
     assert "AMD EPYC, 2 cores, 23.5 GB RAM" in text and "`ptdit-export bench`" in text
     assert "PT-DiT step time" in result.output
+
+
+@pytest.mark.parametrize(
+    "load, text",
+    [
+        (
+            {"before": [0.93, 1.4, 1.71], "after": [1.0, 1.15, 1.41]},
+            "load average (1/5/15 min) before 0.93 1.40 1.71, after 1.00 1.15 1.41 (idle)",
+        ),
+        ([4.57, 5.35, 5.35], "load average (1/5/15 min) at start 4.57 5.35 5.35 (machine shared)"),
+        (None, "load average not recorded"),
+    ],
+    ids=["before-after", "older-runs", "missing"],
+)
+def test_section_states_the_load_average_as_recorded(load, text):
+    """The sweep records {"before", "after"} (older results: one list); the header prints the
+    figures, and "machine shared" only where the 1-minute load exceeded the cores (2 here)."""
+    results = _results()
+    results["environment"]["load_average"] = load
+    assert f"; {text}." in bench_report.render_section(results)

@@ -196,6 +196,17 @@ def format_goal(checks: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _load_text(load: dict | list | None, cores: int) -> str:
+    """The run's load averages (1/5/15 min) as recorded: {"before": [...], "after": [...]}, or
+    one list from older runs; "machine shared" where the 1-minute figure exceeded the cores."""
+    if not load:
+        return "load average not recorded"
+    runs = load if isinstance(load, dict) else {"at start": load}
+    parts = [f"{when} {' '.join(f'{v:.2f}' for v in values)}" for when, values in runs.items() if values]
+    busy = any(values and values[0] > cores for values in runs.values())
+    return "load average (1/5/15 min) " + ", ".join(parts) + (" (machine shared)" if busy else " (idle)")
+
+
 def format_header(results: dict, command: str | None = None) -> str:
     env, s = results["environment"], results["settings"]
     models = "; ".join(
@@ -211,7 +222,7 @@ def format_header(results: dict, command: str | None = None) -> str:
             if "gpu" in env
             else ""
         )
-        + f"; load average at start {', '.join(map(str, env['load_average']))} (machine shared).",
+        + f"; {_load_text(env.get('load_average'), env['cores'])}.",
         f"- Date: {env['date']}; sweep took {env.get('sweep_minutes', '?')} min.",
         f"- Software: Python {env['python']}, torch {env['torch']}, onnxruntime {env['onnxruntime']}.",
         f"- Command: `{command or env['command']}`",
