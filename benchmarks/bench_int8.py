@@ -9,6 +9,7 @@
 
     python benchmarks/bench_int8.py --threads 2                  # both parts (~10 min idle)
     python benchmarks/bench_int8.py --skip-demo --model tiny --resolution 128 --repeats 2  # smoke
+    python benchmarks/bench_int8.py --skip-demo --profile       # also where the step's time goes
 
 Prints the load average before and after: figures from a loaded machine are indicative only.
 """
@@ -53,8 +54,12 @@ def step_benchmark(args, work: Path) -> None:
     int8_path = quantize_exported(work, model, args.model, "int8", "onnxruntime", calib)
     fp32_path = int8_path.with_name("model.float.onnx")
 
-    def session(path: Path):
+    def session(path: Path, profile: str | None = None):
         opts = ort.SessionOptions()
+        if profile:
+            opts.enable_profiling, opts.profile_file_prefix = True, str(work / profile)
+            opts.optimized_model_filepath = str(work / f"{profile}.optimized.onnx")
+            opts.log_severity_level = 3  # not the warning about saving an optimised graph
         opts.intra_op_num_threads = args.threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -73,6 +78,76 @@ def step_benchmark(args, work: Path) -> None:
         f"step  {args.model} {args.resolution} px, batch 2, {args.threads} threads: fp32 {med['fp32'] * 1e3:.0f} ms, "
         f"int8 {med['int8'] * 1e3:.0f} ms -> int8 {med['fp32'] / med['int8']:.2f}x faster "
         f"(int8 vs fp32 output: relative max error {err:.2e})"
+    )
+    if args.profile:
+        shares = {
+            name: op_shares(session(path, name), work / f"{name}.optimized.onnx", feeds)
+            for name, path in (("fp32", fp32_path), ("int8", int8_path))
+        }
+        print_profile(shares, med)
+
+
+GEMM_OPS = {
+    "MatMul",
+    "Gemm",
+    "FusedMatMul",
+    "FusedGemm",
+    "MatMulIntegerToFloat",
+    "QLinearMatMul",
+    "MatMulInteger",
+}
+QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+
+
+def op_shares(sess, optimized: Path, feeds: dict, runs: int = 2) -> dict[str, float]:
+    """Share of the node time per kind over RUNS profiled runs (ONNX Runtime's profiler): a GEMM
+    with a constant weight in the optimised graph counts as "linear", Q/DQ as "linear Q/DQ",
+    every other node under its op type (attention's matmuls are "MatMul")."""
+    import json
+    from collections import Counter
+
+    import onnx
+
+    graph = onnx.load(str(optimized), load_external_data=False).graph
+    consts = {i.name for i in graph.initializer}
+    kind = {}
+    for node in graph.node:
+        if node.op_type in GEMM_OPS and any(i in consts for i in node.input[1:]):
+            kind[node.name] = "linear"
+        elif node.op_type in QUANT_OPS:
+            kind[node.name] = "linear Q/DQ"
+    for _ in range(runs):
+        sess.run(None, feeds)
+    events = json.loads(Path(sess.end_profiling()).read_text())
+    took: Counter = Counter()
+    for ev in events:
+        name = ev.get("name", "")
+        if ev.get("cat") == "Node" and name.endswith("_kernel_time"):
+            took[kind.get(name[: -len("_kernel_time")], ev["args"]["op_name"])] += ev["dur"]
+    total = sum(took.values())
+    return {op: us / total for op, us in took.most_common()}
+
+
+def print_profile(shares: dict[str, dict[str, float]], med: dict[str, float]) -> None:
+    """Per op type: share of each graph's node time and ms per step; the linear layers' share of
+    fp32 and the speed-up bound it sets (Amdahl: the rest of the step is unchanged by int8)."""
+    ops = sorted(
+        {op for s in shares.values() for op in s}, key=lambda op: -max(s.get(op, 0) for s in shares.values())
+    )
+    print(f"{'op type':24s} {'fp32 %':>7s} {'fp32 ms':>8s} {'int8 %':>7s} {'int8 ms':>8s}")
+    for op in ops[:14]:
+        cells = [
+            f"{100 * shares[k].get(op, 0):7.1f} {1e3 * med[k] * shares[k].get(op, 0):8.0f}"
+            for k in ("fp32", "int8")
+        ]
+        print(f"{op:24s} {cells[0]} {cells[1]}")
+    linear = {k: s.get("linear", 0) + s.get("linear Q/DQ", 0) for k, s in shares.items()}
+    rest = {k: med[k] * (1 - linear[k]) for k in shares}
+    print(
+        f"linear layers (GEMMs with a constant weight, and their Q/DQ): fp32 {100 * linear['fp32']:.0f}% "
+        f"({1e3 * med['fp32'] * linear['fp32']:.0f} ms), int8 {100 * linear['int8']:.0f}% "
+        f"({1e3 * med['int8'] * linear['int8']:.0f} ms); the rest {1e3 * rest['fp32']:.0f} / {1e3 * rest['int8']:.0f} ms; "
+        f"int8 step bound with free linears: {med['fp32'] / rest['int8']:.2f}x"
     )
 
 
@@ -118,6 +193,9 @@ def main() -> None:
         "--engines", nargs=2, metavar=("FP32_DIR", "INT8_DIR"), help="built demo folders to reuse"
     )
     ap.add_argument("--skip-step", action="store_true")
+    ap.add_argument(
+        "--profile", action="store_true", help="also print where the step's time goes, per op type"
+    )
     args = ap.parse_args()
     import onnxruntime as ort
 
