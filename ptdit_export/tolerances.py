@@ -1,4 +1,5 @@
-"""Parity tolerances, per stage and precision: relative max error = max|a - b| / max|b|.
+"""Parity tolerances, per stage and precision: relative max error = max|a - b| / max|b|
+(the demo's "loop-pictures" stage alone bounds the mean absolute error; reason beside it).
 
 Each value is the bound the project promises, set from measured errors (docs/benchmarks.md)
 with the margin stated beside it; changing one needs a measurement, never a failing test.
@@ -25,12 +26,19 @@ TOLERANCES: dict[tuple[str, str], float] = {
     # float8 Q/DQ kernels (exact fake quantization): measured 1.07e-1 on tiny, 2x margin.
     ("onnx", "int8"): 1e-1,
     ("onnx", "fp8"): 2e-1,
-    # Full denoising loop, final latents, ONNX Runtime fp32 engine vs the PyTorch loop.
+    # Full denoising loop, final latents, ONNX Runtime fp32 engine vs the PyTorch loop, random
+    # weights (tiny, 30 steps, guidance 4): measured 7.2e-7.
     ("loop", "fp32"): 1e-3,
-    # The same with an fp16 graph against the fp32 PyTorch loop: measured 7.5e-2 (mean absolute
-    # 2.6e-4) on the demo's pictures, 90 held-out prompts x seeds, 30 steps, every picture
-    # judged the same (docs/demo.md); errors compound over steps, hence the 2x margin only.
-    ("loop", "fp16"): 1.5e-1,
+    # The trained demo's whole pipeline, engine vs PyTorch pictures in [0, 1]: MEAN ABSOLUTE
+    # error, not relative max. Its sampler amplifies rounding at a few shape-edge pixels, so the
+    # max error is chaotic: PyTorch against itself with each step's output perturbed by 1e-6 of
+    # its largest value already differs by 6.1e-3 at one pixel (docs/demo.md). Bounds from
+    # PyTorch's own loop, not from the engine: fp32, each step perturbed by 1e-5 (2.5x the largest
+    # one-step engine error, 4e-6): 1.27e-5 -> 1e-5 (engine measured 1.15e-6); fp16, the PyTorch
+    # transformer itself run in fp16: 1.48e-3 -> 1.5e-3 (engine measured 4.2e-4). Every picture
+    # must also be judged the same.
+    ("loop-pictures", "fp32"): 1e-5,
+    ("loop-pictures", "fp16"): 1.5e-3,
 }
 
 

@@ -261,6 +261,51 @@ def test_training_script_runs_and_writes_a_loadable_preset(tmp_path):
     comps = demo.load_components(out)
     assert comps.generate(["a red circle on a blue background"], 0, steps=2).shape == (1, 32, 32, 3)
 
+    # the shipped recipe's second stage: fine-tuning from that folder keeps its record
+    tuned = tmp_path / "tuned"
+    run = subprocess.run(
+        [sys.executable, str(root / "samples" / "train_demo.py"), "--steps", "3", "--batch", "4",
+         "--eval-every", "0", "--eval-seeds", "1", "--eval-steps", "2", "--threads", "1",
+         "--init-from", str(out), "--fg-weight", "6", "--out", str(tuned), "--docs", str(docs)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    notes = json.loads((tuned / "training.json").read_text())
+    assert notes["settings"]["fg_weight"] == 6 and notes["started_from"]["settings"]["steps"] == 6
+    assert (docs / "demo_loss_finetune.png").stat().st_size > 1000
+
+
+def _train_demo_module():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "samples" / "train_demo.py"
+    spec = importlib.util.spec_from_file_location("train_demo", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_loss_weight_marks_the_shape_pixels():
+    """The foreground loss weight, mapped back from the latents' layout by hand, is 1 + w on
+    exactly the pixels `demo.render` painted in the foreground colour, 1 elsewhere."""
+    train_demo = _train_demo_module()
+    rng = np.random.default_rng(0)
+    scenes = [demo.Scene("circle", "red", "blue", "left"), demo.Scene("triangle", "white", "black", "top")]
+    images = np.stack([demo.render(s, rng) for s in scenes])  # (2, 32, 32, 3)
+    painted = np.stack(
+        [
+            np.all(im == np.asarray(demo.COLOURS[s.foreground], np.float32), axis=-1)
+            for im, s in zip(images, scenes)
+        ]
+    )  # (2, 32, 32)
+    weight = train_demo.loss_weight(images.transpose(0, 3, 1, 2), demo.space_to_depth(2), 6.0)
+    assert weight.shape == (2, 12, 1, 16, 16)
+    # latent channel c * 4 + dy * 2 + dx at (i, j) is pixel (2 i + dy, 2 j + dx) of colour c
+    pixels = weight[:, :, 0].reshape(2, 3, 2, 2, 16, 16).permute(0, 1, 4, 2, 5, 3).reshape(2, 3, 32, 32)
+    expected = torch.from_numpy(1 + 6.0 * painted.astype(np.float32))[:, None].expand(2, 3, 32, 32)
+    assert painted.sum() > 50 and torch.equal(pixels, expected)
+    assert train_demo.loss_weight(images.transpose(0, 3, 1, 2), demo.space_to_depth(2), 0.0) is None
+
 
 # --------------------------------------------------------------- the shipped model
 
@@ -395,11 +440,6 @@ def test_shipped_model_follows_held_out_prompts(quick_check):
     assert rates["position"] >= QUICK_POSITION, rates
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 point 9, open: the shipped weights over-saturate under guidance 4 "
-    "(held-out colour error median 31/38, p90 64/63 RGB units, background/foreground; docs/demo.md)",
-)
 def test_shipped_model_draws_the_palette_colours(quick_check):
     _, rates, _ = quick_check
     assert demo.fidelity_met(rates, margin=QUICK_FIDELITY_MARGIN), rates
@@ -420,7 +460,8 @@ def test_shipped_model_needs_its_prompt(shipped):
 def test_runtime_pipeline_draws_what_pytorch_draws(shipped, tmp_path):
     """Export the shipped demo (fp32 portable graph, T5, space-to-depth decoder, scheduler),
     run it with ptdit_runtime on ONNX Runtime, and compare with the PyTorch pictures from the
-    same seeds, within the runtime's loop tolerance (relative max error, fp32)."""
+    same seeds, within the loop tolerance for pictures (mean absolute error, fp32), every
+    picture judged the same."""
     from ptdit_export.builder.components import write_components
     from ptdit_export.export.transformer import ExportSettings, onnx_from_model
     from ptdit_runtime.pipeline import Pipeline
@@ -437,9 +478,9 @@ def test_runtime_pipeline_draws_what_pytorch_draws(shipped, tmp_path):
     runtime = np.stack(out.images)
     eager = shipped.generate(prompts, seeds, steps=12, guidance=4.0)
     assert runtime.shape == eager.shape == (4, 32, 32, 3)
-    err = float(np.abs(runtime - eager).max() / np.abs(eager).max())
-    assert err <= tolerance("loop", "fp32"), f"runtime vs PyTorch pictures differ by {err:.2e} (relative)"
-    assert demo.adherence(runtime, scenes) == demo.adherence(eager, scenes)
+    err = float(np.abs(runtime - eager).mean())
+    assert err <= tolerance("loop-pictures", "fp32"), f"runtime vs PyTorch pictures: mean abs error {err:.2e}"
+    assert [demo.measure(a) for a in runtime] == [demo.measure(b) for b in eager]
 
 
 @pytest.mark.slow
