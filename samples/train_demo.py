@@ -75,7 +75,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--eval-steps", type=int, default=30)
     p.add_argument("--docs", type=Path, default=ROOT / "docs", help="where the loss curve goes")
     p.add_argument("--no-figures", action="store_true", help="skip docs/demo_loss.png")
-    return p.parse_args()
+    args = p.parse_args()
+    if args.init_from and not (args.init_from / "model.safetensors").is_file():
+        raise SystemExit(
+            f"Error: --init-from {args.init_from} holds no demo weights (model.safetensors): pass a "
+            "folder this script wrote, e.g. ptdit_export/presets/demo"
+        )
+    return args
 
 
 def t_sample(batch: int, g: torch.Generator, kind: str, shift: float) -> torch.Tensor:

@@ -273,6 +273,13 @@ def test_training_script_runs_and_writes_a_loadable_preset(tmp_path):
     notes = json.loads((tuned / "training.json").read_text())
     assert notes["settings"]["fg_weight"] == 6 and notes["started_from"]["settings"]["steps"] == 6
     assert (docs / "demo_loss_finetune.png").stat().st_size > 1000
+    bad = subprocess.run(
+        [sys.executable, str(root / "samples" / "train_demo.py"), "--init-from", str(tmp_path / "none")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: --init-from"), bad.stderr
 
 
 def _train_demo_module():
