@@ -76,6 +76,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--docs", type=Path, default=ROOT / "docs", help="where the loss curve goes")
     p.add_argument("--no-figures", action="store_true", help="skip docs/demo_loss.png")
     args = p.parse_args()
+    if args.fg_weight < 0:
+        raise SystemExit(f"Error: --fg-weight must be >= 0 (0: plain mean); got {args.fg_weight:g}")
     if args.init_from and not (args.init_from / "model.safetensors").is_file():
         raise SystemExit(
             f"Error: --init-from {args.init_from} holds no demo weights (model.safetensors): pass a "
@@ -247,6 +249,13 @@ def plot_loss(losses: list[float], path: Path) -> None:
 
 def main() -> None:
     args = parse_args()
+    try:
+        run(args)
+    except KeyboardInterrupt:  # save_components swaps the folder in whole, so nothing was written
+        raise SystemExit(f"Error: interrupted; {args.out} is as it was: run the script again") from None
+
+
+def run(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     base = args.init_from / "training.json" if args.init_from else None

@@ -280,6 +280,11 @@ def test_training_script_runs_and_writes_a_loadable_preset(tmp_path):
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: --init-from"), bad.stderr
+    bad = subprocess.run(
+        [sys.executable, str(root / "samples" / "train_demo.py"), "--fg-weight", "-1"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert bad.returncode == 1 and bad.stderr.strip().startswith("Error: --fg-weight"), bad.stderr
 
 
 def _train_demo_module():
