@@ -510,6 +510,18 @@ def check_adherence(
     return rates, images
 
 
+def picture_difference(images: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """Pictures [N, H, W, 3] in [0, 1] against reference ones: mean absolute error, relative
+    max error (max |a - b| / max |b|), pixels off by more than 0.05, pictures judged the same."""
+    diff = np.abs(images - reference)
+    return {
+        "mean_abs": float(diff.mean()),
+        "relative_max": float(diff.max() / np.abs(reference).max()),
+        "pixels_off": int((diff.max(-1) > 0.05).sum()),
+        "judged_same": sum(measure(a) == measure(b) for a, b in zip(images, reference)),
+    }
+
+
 def runtime_drawer(engine_dir: str | Path, threads: int = 2) -> Callable[..., np.ndarray]:
     """`check_adherence`'s `draw` over a built engine folder, run by ptdit_runtime (ONNX
     Runtime on the CPU) exactly as `ptdit-export generate` runs it."""
